@@ -7,6 +7,7 @@ files, so a crash mid-baseline leaves files that nothing reads.
 from __future__ import annotations
 
 import re
+import threading
 import uuid
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -18,7 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from clever_elt.lake.events import PageDecodeError
+from clever_elt.envelope import PageDecodeError, next_page_uri
 from clever_elt.lake.layout import Lake, atomic_path, write_bytes_atomic
 
 SNAPSHOT_SCHEMA = pa.schema(
@@ -29,36 +30,34 @@ SNAPSHOT_SCHEMA = pa.schema(
     ]
 )
 
-_PAGE_SHAPE = '{"data": ["JSON"], "links": [{"rel": "VARCHAR", "uri": "VARCHAR"}]}'
-
-_DECODE_SQL = f"""
-with page as materialized (
-    select from_json($body::JSON, '{_PAGE_SHAPE}') as p
+# Same approach as the events decoder: one parse of the body, one per item, no typed structs.
+_DECODE_SQL = """
+with items as (
+    select unnest(json_extract($body, '$.data[*]')) as item
 ),
 
-items as (
-    select unnest(p.data) as item from page
+fields as (
+    select item, json_extract_string(item, ['$.data', '$.data.id']) as f from items
 ),
 
 final as (
     select
-        json_extract_string(item, '$.data.id') as object_id,
-        coalesce(item -> '$.data', item)::VARCHAR as raw,
+        f[2] as object_id,
+        -- An item without a record object is kept whole.
         case
-            when json_type(item, '$.data') is distinct from 'OBJECT'
-                then 'list item has no record object'
-            when json_extract_string(item, '$.data.id') is null then 'record has no id'
-        end as problem,
-        (select list_filter(p.links, lambda l: l.rel = 'next')[1].uri from page) as next_uri
-    from items
+            when f[2] is not null then f[1]
+            when json_type(item, '$.data') = 'OBJECT' then f[1]
+            else item
+        end as raw,
+        case
+            when f[2] is not null then null
+            when json_type(item, '$.data') = 'OBJECT' then 'record has no id'
+            else 'list item has no record object'
+        end as problem
+    from fields
 )
 
 select * from final
-"""
-
-_NEXT_SQL = f"""
-select list_filter(p.links, lambda l: l.rel = 'next')[1].uri
-from (select from_json($body::JSON, '{_PAGE_SHAPE}') as p)
 """
 
 _TAKEN = re.compile(r"^taken=(?P<taken>\d{8}T\d{6}\d*Z)\.json$")
@@ -71,22 +70,23 @@ class RecordPage:
 
 
 class RecordPageDecoder:
-    """Decodes Data-API list pages (`{"data": [{"data": record, "uri": ...}], "links": [...]}`)."""
+    """Decodes Data-API list pages (`{"data": [{"data": record, "uri": ...}], "links": [...]}`);
+    each thread that calls it gets its own DuckDB connection."""
 
     def __init__(self) -> None:
-        self._con = duckdb.connect(":memory:")
+        self._local = threading.local()
 
     def __call__(self, body: bytes) -> RecordPage:
+        next_uri = next_page_uri(body)
+        con = getattr(self._local, "con", None)
+        if con is None:
+            con = self._local.con = duckdb.connect(":memory:")
         params = {"body": body.decode("utf-8", errors="replace")}
         try:
-            table = self._con.sql(_DECODE_SQL, params=params).to_arrow_table()
-            if table.num_rows == 0:
-                next_uri = self._con.execute(_NEXT_SQL, params).fetchone()[0]
-                return RecordPage(SNAPSHOT_SCHEMA.empty_table(), next_uri)
+            table = con.sql(_DECODE_SQL, params=params).to_arrow_table()
         except duckdb.Error as exc:
             raise PageDecodeError(f"response is not a complete list page: {exc}") from exc
-        next_uri = table["next_uri"][0].as_py()
-        return RecordPage(table.drop_columns(["next_uri"]).cast(SNAPSHOT_SCHEMA), next_uri)
+        return RecordPage(table.cast(SNAPSHOT_SCHEMA), next_uri)
 
 
 def new_taken() -> str:
