@@ -30,12 +30,31 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.set_defaults(handler=_run)
 
-    demo = commands.add_parser("demo-server", help="serve the built-in Clever simulator")
+    demo = commands.add_parser(
+        "demo-server",
+        help="serve the built-in Clever simulator",
+        description="Serve the built-in Clever simulator until Ctrl-C or SIGTERM. Prints "
+        "CLEVER_API_BASE_URL=... and CLEVER_API_TOKEN=... on stdout once it listens.",
+    )
     demo.add_argument("--host", default="127.0.0.1")
-    demo.add_argument("--port", type=int, default=8765)
+    demo.add_argument("--port", type=int, default=8765, help="0 = any free port")
     demo.add_argument("--seed", type=int, default=1)
-    demo.add_argument("--scale", default="demo", help="demo, small, or a number of events")
+    demo.add_argument("--scale", default="demo", help="tiny, demo, or a number of events")
     demo.add_argument("--token", default="DEMO_TOKEN")
+    demo.add_argument("--rate-limit", type=int, default=1200, help="requests per minute")
+    demo.add_argument(
+        "--previous-attributes-at",
+        choices=("data", "top"),
+        default="data",
+        help="data = event.data.previous_attributes (real traffic); top = the spec's place",
+    )
+    faults = demo.add_argument_group("faults (fractions of API requests, seeded)")
+    faults.add_argument("--fault-429", type=float, default=0.0, metavar="R")
+    faults.add_argument("--fault-5xx", type=float, default=0.0, metavar="R")
+    faults.add_argument("--fault-slow", type=float, default=0.0, metavar="R")
+    faults.add_argument("--fault-slow-seconds", type=float, default=2.0, metavar="S")
+    faults.add_argument("--fault-truncated", type=float, default=0.0, metavar="R")
+    faults.add_argument("--fault-seed", type=int, default=0, metavar="N")
     demo.set_defaults(handler=_demo_server)
     return parser
 
