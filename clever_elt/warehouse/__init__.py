@@ -1,0 +1,86 @@
+"""The DuckDB warehouse: load the lake into `raw.*`, then build the SQL models in `dbt_like_sql/`.
+
+`Warehouse` is the one entry point (Dagster assets and the CLI call it); it never talks to the API.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import duckdb
+
+from clever_elt.lake.layout import Lake
+from clever_elt.warehouse import load as _load
+from clever_elt.warehouse.load import LoadResult
+from clever_elt.warehouse.models import Model, ModelError, discover
+from clever_elt.warehouse.runner import ModelResult, ModelRunError, create_macros, materialize
+
+DEFAULT_SQL_DIR = Path(__file__).resolve().parents[2] / "dbt_like_sql"
+
+__all__ = [
+    "LoadResult",
+    "Model",
+    "ModelError",
+    "ModelResult",
+    "ModelRunError",
+    "Warehouse",
+    "connect",
+]
+
+
+def connect(db_path: str | os.PathLike[str], read_only: bool = False) -> duckdb.DuckDBPyConnection:
+    """A connection to the warehouse file, in UTC (TIMESTAMPTZ would otherwise render locally)."""
+    con = duckdb.connect(str(db_path), read_only=read_only)
+    con.execute("SET TimeZone = 'UTC'")
+    return con
+
+
+class Warehouse:
+    """One DuckDB file built from one lake; `compiled_dir` keeps the SQL each model ran."""
+
+    def __init__(
+        self,
+        db_path: str | os.PathLike[str],
+        lake_root: str | os.PathLike[str],
+        compiled_dir: str | os.PathLike[str],
+        sql_dir: str | os.PathLike[str] | None = None,
+    ):
+        self.db_path = Path(db_path)
+        self.lake = Lake(lake_root)
+        self.compiled_dir = Path(compiled_dir)
+        self.sql_dir = Path(sql_dir) if sql_dir is not None else DEFAULT_SQL_DIR
+        self._macros_ready = False
+
+    @contextlib.contextmanager
+    def connect(self, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
+        if not read_only:
+            self.db_path.parent.mkdir(parents=True, exist_ok=True)
+        con = connect(self.db_path, read_only=read_only)
+        try:
+            yield con
+        finally:
+            con.close()
+
+    def load(self) -> LoadResult:
+        """Load lake files not loaded before into `raw.events`, `raw.snapshots`, `raw.baselines`."""
+        with self.connect() as con:
+            return _load.load(con, self.lake)
+
+    def models(self) -> list[Model]:
+        """Every model, in dependency order."""
+        return discover(self.sql_dir, _load.SOURCES)
+
+    def materialize(self, model: Model) -> ModelResult:
+        with self.connect() as con:
+            if not self._macros_ready:
+                _load.ensure_raw(con)
+                create_macros(con, self.sql_dir / "macros.sql", self.compiled_dir)
+                self._macros_ready = True
+            return materialize(con, model, self.compiled_dir)
+
+    def build(self) -> dict[str, ModelResult]:
+        """Materialize every model in dependency order; returns results by model name."""
+        return {model.name: self.materialize(model) for model in self.models()}

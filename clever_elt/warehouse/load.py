@@ -1,0 +1,297 @@
+"""Lake -> DuckDB `raw.*`: new lake files only, events deduplicated by id, in one transaction.
+
+Parquet is read by DuckDB directly (Hive partitions, many files per statement); Python only lists
+files and baseline manifests. Nothing here interprets history: that is the models' job.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import duckdb
+import orjson
+
+from clever_elt.lake.layout import Lake
+from clever_elt.lake.snapshots import BaselineManifest, baseline_manifests
+
+log = logging.getLogger(__name__)
+
+SOURCES = (("raw", "events"), ("raw", "snapshots"), ("raw", "baselines"))
+
+_DDL = """
+create schema if not exists raw;
+
+create table if not exists raw.events (
+    event_id varchar,
+    type varchar,
+    record_type varchar,
+    action varchar,
+    created timestamptz,
+    object_id varchar,
+    object json,
+    previous_attributes json,
+    district varchar,
+    problem varchar,
+    _raw json,
+    _file varchar,
+    _extracted_at timestamptz,
+    _loaded_at timestamptz
+);
+
+create table if not exists raw.snapshots (
+    district varchar,
+    record_type varchar,
+    taken varchar,
+    object_id varchar,
+    object json,
+    problem varchar,
+    _file varchar,
+    _loaded_at timestamptz
+);
+
+create table if not exists raw.baselines (
+    district varchar,
+    taken varchar,
+    taken_at timestamptz,
+    reason varchar,
+    anchor_event_id varchar,
+    lost_cursor varchar,
+    first_retained_event_id varchar,
+    counts json,
+    _loaded_at timestamptz
+);
+
+create table if not exists raw.loaded_files (
+    file varchar,
+    kind varchar,
+    rows bigint,
+    loaded_at timestamptz
+);
+"""
+
+# Where `previous_attributes` sits: real payloads put it in `data`, the spec at the top level.
+_BODY_SHAPE = (
+    '{"data": {"object": "JSON", "previous_attributes": "JSON"}, "previous_attributes": "JSON"}'
+)
+
+_STAGE_EVENTS_SQL = f"""
+create or replace temp table new_events as
+with source as (
+    select *
+    from read_parquet(
+        $files, hive_partitioning = true, hive_types_autocast = false, filename = '_path'
+    )
+),
+
+parsed as (
+    select
+        *,
+        from_json(raw, '{_BODY_SHAPE}') as body,
+        substr(_path, length($root) + 2) as _file
+    from source
+),
+
+-- A crash between writing a page and committing the cursor can put one event in two files;
+-- the first file (by name) wins, and ids already in raw.events are skipped.
+repeated as (
+    select event_id, min(_file) as first_file
+    from parsed
+    where event_id is not null
+    group by event_id
+    having count(*) > 1
+),
+
+fresh as (
+    select parsed.*
+    from parsed
+    left join repeated using (event_id)
+    where
+        (repeated.event_id is null or parsed._file = repeated.first_file)
+        and (
+            parsed.event_id is null
+            or parsed.event_id not in (select event_id from raw.events where event_id is not null)
+        )
+        and (
+            parsed.event_id is not null
+            or parsed.raw::json not in (select _raw from raw.events where event_id is null)
+        )
+),
+
+final as (
+    select
+        event_id,
+        type,
+        record_type,
+        action,
+        created,
+        object_id,
+        body.data.object as object,
+        coalesce(body.data.previous_attributes, body.previous_attributes) as previous_attributes,
+        district,
+        problem,
+        case when problem is not null then raw::json end as _raw,
+        _file,
+        extracted_at as _extracted_at,
+        $loaded_at::timestamptz as _loaded_at
+    from fresh
+)
+
+select * from final
+"""
+
+_STAGE_SNAPSHOTS_SQL = """
+create or replace temp table new_snapshots as
+with source as (
+    select *
+    from read_parquet(
+        $files, hive_partitioning = true, hive_types_autocast = false, filename = '_path'
+    )
+),
+
+final as (
+    select
+        district,
+        record_type,
+        taken,
+        object_id,
+        raw::json as object,
+        problem,
+        substr(_path, length($root) + 2) as _file,
+        $loaded_at::timestamptz as _loaded_at
+    from source
+    qualify row_number() over (
+        partition by district, taken, record_type, coalesce(object_id, raw) order by _file
+    ) = 1
+)
+
+select * from final
+"""
+
+
+@dataclass(frozen=True)
+class LoadResult:
+    new_files: int
+    new_events: int
+    duplicate_events: int
+    new_snapshot_rows: int
+    new_baselines: int = 0
+
+
+def ensure_raw(con: duckdb.DuckDBPyConnection) -> None:
+    """Create the raw schema and tables if missing (idempotent)."""
+    con.execute(_DDL)
+
+
+def _relative(lake: Lake, path: Path) -> str:
+    return path.relative_to(lake.root).as_posix()
+
+
+def load(con: duckdb.DuckDBPyConnection, lake: Lake) -> LoadResult:
+    """Load every lake file not loaded before; all or nothing."""
+    ensure_raw(con)
+    loaded = {row[0] for row in con.execute("select file from raw.loaded_files").fetchall()}
+    event_files = [p for p in lake.event_files() if _relative(lake, p) not in loaded]
+    known_baselines = set(con.execute("select district, taken from raw.baselines").fetchall())
+    manifests = [
+        m for m in baseline_manifests(lake) if (m.district, m.taken) not in known_baselines
+    ]
+    snapshot_files = [
+        path
+        for m in manifests
+        for path in sorted(
+            lake.snapshots_dir.glob(
+                f"record_type=*/district={m.district}/taken={m.taken}/part-*.parquet"
+            )
+        )
+        if _relative(lake, path) not in loaded
+    ]
+    loaded_at = datetime.now(UTC)
+    root = str(lake.root)
+    con.execute("begin transaction")
+    try:
+        new_events = duplicates = new_snapshot_rows = 0
+        if event_files:
+            params = {"files": [str(p) for p in event_files], "root": root, "loaded_at": loaded_at}
+            con.execute(_STAGE_EVENTS_SQL, params)
+            read = con.execute(
+                "select count(*) from read_parquet($files)", {"files": params["files"]}
+            ).fetchone()[0]
+            con.execute("insert into raw.events select * from new_events order by event_id")
+            new_events = con.execute("select count(*) from new_events").fetchone()[0]
+            duplicates = read - new_events
+            _record_files(con, lake, event_files, "events", loaded_at)
+        if snapshot_files:
+            params = {
+                "files": [str(p) for p in snapshot_files],
+                "root": root,
+                "loaded_at": loaded_at,
+            }
+            con.execute(_STAGE_SNAPSHOTS_SQL, params)
+            con.execute("insert into raw.snapshots select * from new_snapshots")
+            new_snapshot_rows = con.execute("select count(*) from new_snapshots").fetchone()[0]
+            _record_files(con, lake, snapshot_files, "snapshots", loaded_at)
+        for manifest in manifests:
+            _insert_manifest(con, manifest, loaded_at)
+        con.execute("drop table if exists new_events")
+        con.execute("drop table if exists new_snapshots")
+        con.execute("commit")
+    except BaseException:
+        con.execute("rollback")
+        raise
+    result = LoadResult(
+        new_files=len(event_files) + len(snapshot_files),
+        new_events=new_events,
+        duplicate_events=duplicates,
+        new_snapshot_rows=new_snapshot_rows,
+        new_baselines=len(manifests),
+    )
+    log.info("loaded %s", result)
+    return result
+
+
+def _record_files(
+    con: duckdb.DuckDBPyConnection, lake: Lake, files: list[Path], kind: str, loaded_at: datetime
+) -> None:
+    con.execute(
+        """
+        insert into raw.loaded_files
+        select _file, $kind, count(*), $loaded_at::timestamptz
+        from (
+            select substr(filename, length($root) + 2) as _file
+            from read_parquet($files, filename = true)
+        )
+        group by _file
+        """,
+        {
+            "files": [str(p) for p in files],
+            "root": str(lake.root),
+            "kind": kind,
+            "loaded_at": loaded_at,
+        },
+    )
+
+
+def _taken_at(taken: str) -> datetime:
+    return datetime.strptime(taken, "%Y%m%dT%H%M%S%fZ").replace(tzinfo=UTC)
+
+
+def _insert_manifest(
+    con: duckdb.DuckDBPyConnection, manifest: BaselineManifest, loaded_at: datetime
+) -> None:
+    con.execute(
+        "insert into raw.baselines values (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [
+            manifest.district,
+            manifest.taken,
+            _taken_at(manifest.taken),
+            manifest.reason,
+            manifest.anchor_event_id,
+            manifest.lost_cursor,
+            manifest.first_retained_event_id,
+            orjson.dumps(manifest.counts).decode(),
+            loaded_at,
+        ],
+    )

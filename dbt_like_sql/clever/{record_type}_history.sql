@@ -1,0 +1,80 @@
+-- kind: scd2
+-- unique_key: id
+-- order_by: _seq
+-- grain: id, _version
+-- description: One row per version of a {record_type} record (id, _version): the record's spec
+-- fields typed from the spec, valid_from (NULL when the start is unknown) and valid_to (NULL
+-- while open), is_deleted for tombstones, the event behind it and how it was learned (_change).
+with versions as (
+    select * from staging.versions
+    where record_type = '{record_type}'
+),
+
+events as (
+    select
+        event_id,
+        object,
+        previous_attributes
+    from raw.events
+    where record_type = '{record_type}'
+),
+
+snapshots as (
+    select
+        district,
+        taken,
+        object_id,
+        object
+    from raw.snapshots
+    where record_type = '{record_type}'
+),
+
+states as (
+    select
+        versions.*,
+        case versions.state_kind
+            when 'object' then events.object
+            when 'prior' then clever_prior_state(events.object, events.previous_attributes)
+            when 'snapshot' then snapshots.object
+        end as state
+    from versions
+    left join events on events.event_id = versions.state_event_id
+    left join snapshots
+        on
+            snapshots.district = versions.district
+            and snapshots.taken = versions.state_taken
+            and snapshots.object_id = versions.id
+),
+
+parsed as (
+    select
+        *,
+        clever_parse_{record_type}(state) as parsed
+    from states
+),
+
+-- The fast parse can mistype a value that does not fit the spec; those rows are typed exactly.
+typed as (
+    select
+        *,
+        case
+            when clever_suspect_{record_type}(parsed) then clever_exact_{record_type}(state)
+            else parsed
+        end as record
+    from parsed
+),
+
+final as (
+    select
+        id,
+        unnest(record),
+        valid_from,
+        is_deleted,
+        _seq,
+        _event_id,
+        _change,
+        _missed_before
+    from typed
+)
+
+select * from final
