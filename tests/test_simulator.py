@@ -160,3 +160,131 @@ def test_next_link_keeps_record_type_filters(sim_server, http):
     query = parse_qs(urlsplit(links(body)["next"]).query)
     assert query["record_type"] == ["users", "sections"]
     assert {item["data"]["type"].split(".")[0] for item in body["data"]} <= {"users", "sections"}
+
+
+def test_school_filter_keeps_events_about_that_school(sim_server, http):
+    sim = sim_server.simulator
+    school = sorted(sim.truth.current("schools"))[0]
+    items, _ = pull_all(http, sim_server, limit=200, school=school)
+    assert items
+    for item in items:
+        event = item["data"]
+        record = event["data"]["object"]
+        record_type = event["type"].split(".")[0]
+        assert record_type in ("schools", "users", "sections")
+        if record_type == "schools":
+            assert record["id"] == school
+        elif record_type == "sections":
+            assert record["school"] == school
+        else:
+            places = [(r.get("school"), *r.get("schools", [])) for r in record["roles"].values()]
+            assert any(school in p for p in places)
+
+
+def test_record_type_filter_pages_through_only_those_types(sim_server, http):
+    sim = sim_server.simulator
+    items, uris = pull_all(http, sim_server, limit=50, record_type=["sections", "terms"])
+    assert len(uris) > 2
+    expected = [
+        sim.timeline.ids[i]
+        for i in range(sim.first_retained_index, sim.visible_events)
+        if sim.timeline.event(i)["type"].split(".")[0] in ("sections", "terms")
+    ]
+    assert [item["data"]["id"] for item in items] == expected
+
+
+def test_bad_parameters_are_400_with_json_message(sim_server, http):
+    for params in (
+        {"limit": "x"},
+        {"limit": 0},
+        {"record_type": "students"},
+        {"starting_after": "1"},
+    ):
+        response = get(http, sim_server, "/events", **params)
+        assert response.status_code == 400, params
+        assert response.json()["message"]
+    assert get(http, sim_server, "/users", role="parent").status_code == 400
+
+
+def test_data_api_pages_by_starting_after_and_ending_before(sim_server, http):
+    sim = sim_server.simulator
+    ids = sorted(sim.truth.current("users"))
+    items, uris = pull_all(http, sim_server, "/users", limit=40)
+    assert [item["data"]["id"] for item in items] == ids
+    assert all(uri.startswith("/v3.1/users?limit=40&starting_after=") for uri in uris[1:])
+    body = get(http, sim_server, "/users", ending_before=ids[100], limit=10).json()
+    assert [item["data"]["id"] for item in body["data"]] == ids[90:100]
+    last = get(http, sim_server, "/users", ending_before="last", limit=1).json()
+    assert last["data"][0]["data"]["id"] == ids[-1]
+
+
+def test_every_response_has_rate_limit_headers_and_over_budget_is_429():
+    sim = Simulator(seed=1, rate_limit=3, rate_window_seconds=3600)
+    with sim.serve() as server, requests.Session() as http:
+        http.headers["Authorization"] = f"Bearer {TOKEN}"
+        answers = [http.get(server.base_url + "/events?limit=1", timeout=10) for _ in range(4)]
+        assert [a.status_code for a in answers] == [200, 200, 200, 429]
+        assert [a.headers["x-ratelimit-remaining"] for a in answers] == ["2", "1", "0", "0"]
+        assert answers[3].json()["message"]
+        for answer in answers:
+            assert answer.headers["x-ratelimit-limit"] == "3"
+            reset = int(answer.headers["x-ratelimit-reset"])
+            assert 0 < reset - datetime.now(UTC).timestamp() <= 3600
+
+
+def test_truncated_bodies_are_cut_mid_json_both_ways(sim_server, http):
+    sim = sim_server.simulator
+    seen = set()
+    sim.faults = Faults(rate_truncated=1.0, seed=4)
+    for _ in range(12):
+        try:
+            response = get(http, sim_server, "/events", limit=500)
+        except requests.exceptions.ChunkedEncodingError:
+            seen.add("connection dropped")
+            continue
+        assert response.status_code == 200
+        with pytest.raises(ValueError):
+            response.json()
+        seen.add("short body")
+    assert seen == {"connection dropped", "short body"}
+    sim.faults = Faults()
+    assert len(get(http, sim_server, "/events", limit=500).json()["data"]) == 500
+
+
+def test_server_errors_and_429_faults_can_be_switched_on_at_runtime(sim_server, http):
+    sim = sim_server.simulator
+    sim.faults = Faults(rate_5xx=0.5, rate_429=0.5, seed=1)
+    statuses = {get(http, sim_server, "/events").status_code for _ in range(40)}
+    assert statuses == {429, 500, 502, 503, 504}
+
+
+def test_slow_fault_makes_a_short_client_timeout_fire(sim_server, http):
+    sim_server.simulator.faults = Faults(rate_slow=1.0, slow_seconds=1.0)
+    with pytest.raises(requests.exceptions.Timeout):
+        http.get(sim_server.base_url + "/events", timeout=0.2)
+
+
+def test_admin_endpoints_report_advance_and_show_truth(sim_server):
+    sim = sim_server.simulator
+    state = requests.get(sim_server.url + "/_sim/state", timeout=10).json()
+    assert state["visible_events"] == sim.visible_events
+    assert state["newest_event_id"] == sim.newest_event_id
+    assert state["district_id"] == sim.district_id
+    assert datetime.fromisoformat(state["now"]) == sim.now
+    after = requests.post(sim_server.url + "/_sim/advance?events=10", timeout=10).json()
+    assert after["visible_events"] == state["visible_events"] + 10 == sim.visible_events
+    later = requests.post(sim_server.url + "/_sim/advance?seconds=86400", timeout=10).json()
+    assert datetime.fromisoformat(later["now"]) > datetime.fromisoformat(after["now"])
+    truth = requests.get(sim_server.url + "/_sim/truth/sections", timeout=10).json()
+    assert truth["data"] == list(sim.truth.current("sections").values())
+    requests.post(sim_server.url + "/_sim/faults?rate_5xx=1.0&seed=2", timeout=10)
+    assert sim.faults == Faults(rate_5xx=1.0, seed=2)
+
+
+def test_set_now_moves_retention_and_visibility(simulator):
+    simulator.set_now(simulator.start + timedelta(days=1))
+    assert simulator.first_retained_index == 0
+    assert 0 < simulator.visible_events < len(simulator.timeline)
+    simulator.set_now(simulator.start + timedelta(days=80))
+    assert simulator.visible_events == len(simulator.timeline)
+    assert simulator.oldest_retained_event_id is None  # everything purged

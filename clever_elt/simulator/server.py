@@ -68,8 +68,9 @@ class _Handler(BaseHTTPRequestHandler):
                 self.wfile.write(part)
             return
         self.wfile.write(response.body()[:cut])
-        # The announced body never completes: the client sees the connection drop mid-JSON.
-        self.close_connection = True
+        if length != cut:
+            # The announced body never completes: the client sees the connection drop mid-JSON.
+            self.close_connection = True
 
     def log_message(self, format: str, *args: object) -> None:
         log.debug("%s %s", self.address_string(), format % args)

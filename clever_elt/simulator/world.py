@@ -290,12 +290,13 @@ class Roster:
         return rec
 
     def term(self, year: int, created: float) -> Record:
+        # The spec types term dates as datetimes: midnight UTC of the day.
         return {
             "district": self.district_id,
-            "end_date": f"{year + 1}-06-{self.rng.randint(10, 20)}",
+            "end_date": f"{year + 1}-06-{self.rng.randint(10, 20)}T00:00:00.000Z",
             "id": self._new_id(created),
             "name": f"{year}-{year + 1} School Year",
-            "start_date": f"{year}-08-{self.rng.randint(15, 28)}",
+            "start_date": f"{year}-08-{self.rng.randint(15, 28)}T00:00:00.000Z",
         }
 
     def course(self, created: float) -> Record:
@@ -746,7 +747,7 @@ def edit_nces(ro: Roster, rec: Record) -> Record:
 
 def edit_term_end(ro: Roster, rec: Record) -> Record:
     year = rec["end_date"][:4]
-    return set_in(rec, ("end_date",), f"{year}-06-{ro.rng.randint(10, 28)}")
+    return set_in(rec, ("end_date",), f"{year}-06-{ro.rng.randint(10, 28)}T00:00:00.000Z")
 
 
 def edit_resource_roles(ro: Roster, rec: Record) -> Record:
