@@ -53,6 +53,7 @@ class Warehouse:
         self.compiled_dir = Path(compiled_dir)
         self.sql_dir = Path(sql_dir) if sql_dir is not None else DEFAULT_SQL_DIR
         self._macros_ready = False
+        self._models: list[Model] | None = None
 
     @contextlib.contextmanager
     def connect(self, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
@@ -70,17 +71,25 @@ class Warehouse:
             return _load.load(con, self.lake)
 
     def models(self) -> list[Model]:
-        """Every model, in dependency order."""
-        return discover(self.sql_dir, _load.SOURCES)
+        """Every model, in dependency order (read once per `Warehouse`)."""
+        if self._models is None:
+            self._models = discover(self.sql_dir, _load.SOURCES)
+        return list(self._models)
 
-    def materialize(self, model: Model) -> ModelResult:
-        with self.connect() as con:
-            if not self._macros_ready:
-                _load.ensure_raw(con)
-                create_macros(con, self.sql_dir / "macros.sql", self.compiled_dir)
-                self._macros_ready = True
-            return materialize(con, model, self.compiled_dir)
+    def materialize(
+        self, model: Model, con: duckdb.DuckDBPyConnection | None = None
+    ) -> ModelResult:
+        """Build one model (on `con` if given, else on a connection of its own)."""
+        if con is None:
+            with self.connect() as own:
+                return self.materialize(model, own)
+        if not self._macros_ready:
+            _load.ensure_raw(con)
+            create_macros(con, self.sql_dir / "macros.sql", self.compiled_dir)
+            self._macros_ready = True
+        return materialize(con, model, self.compiled_dir)
 
     def build(self) -> dict[str, ModelResult]:
         """Materialize every model in dependency order; returns results by model name."""
-        return {model.name: self.materialize(model) for model in self.models()}
+        with self.connect() as con:
+            return {model.name: self.materialize(model, con) for model in self.models()}
