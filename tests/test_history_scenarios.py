@@ -335,7 +335,7 @@ def test_first_event_an_update_gets_a_reconstructed_version_without_last_modifie
     with scenario.warehouse.connect(read_only=True) as con:
         state = con.execute(
             "select clever_prior_state(object, previous_attributes) from raw.events"
-        ).fetchone()[0]
+        ).fetchall()[0][0]
     assert state == f'{{"id":"c1","district":"{DISTRICT}","name":"Math","number":null}}'
 
 

@@ -218,9 +218,9 @@ def load(con: duckdb.DuckDBPyConnection, lake: Lake) -> LoadResult:
             con.execute(_STAGE_EVENTS_SQL, params)
             read = con.execute(
                 "select count(*) from read_parquet($files)", {"files": params["files"]}
-            ).fetchone()[0]
+            ).fetchall()[0][0]
             con.execute("insert into raw.events select * from new_events order by event_id")
-            new_events = con.execute("select count(*) from new_events").fetchone()[0]
+            new_events = con.execute("select count(*) from new_events").fetchall()[0][0]
             duplicates = read - new_events
             _record_files(con, lake, event_files, "events", loaded_at)
         if snapshot_files:
@@ -231,7 +231,7 @@ def load(con: duckdb.DuckDBPyConnection, lake: Lake) -> LoadResult:
             }
             con.execute(_STAGE_SNAPSHOTS_SQL, params)
             con.execute("insert into raw.snapshots select * from new_snapshots")
-            new_snapshot_rows = con.execute("select count(*) from new_snapshots").fetchone()[0]
+            new_snapshot_rows = con.execute("select count(*) from new_snapshots").fetchall()[0][0]
             _record_files(con, lake, snapshot_files, "snapshots", loaded_at)
         for manifest in manifests:
             _insert_manifest(con, manifest, loaded_at)

@@ -95,7 +95,7 @@ def materialize(con: duckdb.DuckDBPyConnection, model: Model, compiled_dir: Path
         statement = compile_model(con, model)
         _keep(sql_path, f"-- {model.description}\n{statement};\n")
         con.execute(statement)
-        rows = con.execute(f"select count(*) from {quote_key(model.key)}").fetchone()[0]
+        rows = con.execute(f"select count(*) from {quote_key(model.key)}").fetchall()[0][0]
         con.execute("commit")
     except duckdb.Error as exc:
         con.execute("rollback")

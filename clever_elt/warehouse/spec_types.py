@@ -8,12 +8,14 @@ the paths the checks walk. No DuckDB connection is touched here.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from typing import Any
 
 from clever_elt import spec
 
 _DATETIME_FORMATS = {"datetime", "date-time"}
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _SCALARS = {"boolean": "BOOLEAN", "integer": "BIGINT", "number": "DOUBLE"}
 
 
@@ -37,7 +39,10 @@ def _literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-def _path_key(name: str) -> str:
+def path_key(name: str) -> str:
+    """A key as a JSON path step: bare when it is a plain identifier (as json_tree writes it)."""
+    if _IDENTIFIER.fullmatch(name):
+        return name
     return '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
@@ -131,7 +136,7 @@ def _suspect(node: dict[str, Any], expr: str, depth: int) -> str | None:
 
 
 def _child(expr: str, name: str) -> str:
-    return f"json_extract({expr}, {_literal('$.' + _path_key(name))})"
+    return f"json_extract({expr}, {_literal('$.' + path_key(name))})"
 
 
 def _exact(node: dict[str, Any], expr: str, depth: int) -> str:
@@ -212,36 +217,6 @@ def macros() -> list[str]:
     return statements
 
 
-@dataclass(frozen=True)
-class Leaf:
-    """A typed value the checks compare with the raw JSON: `path` is a JSON path with `[*]`."""
-
-    path: str
-    column: str
-    accessor: str  # SQL reaching the typed value from the column, '{}' standing for the column
-    node: dict[str, Any]
-
-
-def typed_leaves(record_type: str) -> list[Leaf]:
-    """Every value a cast can reject: scalars other than strings, and every object or array.
-
-    Values inside arrays are reached through the array (the array path ends in `[*]`).
-    """
-    found: list[Leaf] = []
-
-    def walk(node: dict[str, Any], path: str, column: str, accessor: str) -> None:
-        node_kind = kind(node)
-        if node_kind != "VARCHAR":
-            found.append(Leaf(path, column, accessor, node))
-        if node_kind == "struct":
-            for name, child in node["properties"].items():
-                walk(child, f"{path}.{_path_key(name)}", column, f"{accessor}.{quote(name)}")
-
-    for column in columns(record_type):
-        walk(column.node, "$." + _path_key(column.name), column.name, "{}")
-    return found
-
-
 def object_paths(record_type: str) -> dict[str, list[str]]:
     """JSON paths of the objects whose keys the spec lists, each with those keys.
 
@@ -254,7 +229,7 @@ def object_paths(record_type: str) -> dict[str, list[str]]:
         if node_kind == "struct":
             found[path] = list(node["properties"])
             for name, child in node["properties"].items():
-                walk(child, f"{path}.{_path_key(name)}")
+                walk(child, f"{path}.{path_key(name)}")
         elif node_kind == "list":
             walk(_items(node), f"{path}[*]")
 
