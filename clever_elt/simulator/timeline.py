@@ -19,7 +19,7 @@ from typing import Any
 import orjson
 
 from clever_elt.simulator import world
-from clever_elt.simulator.world import MISSING, Record, Roster
+from clever_elt.simulator.world import MISSING, Record, Roster, choose, randint
 
 RECORD_TYPES = ("districts", "schools", "terms", "courses", "users", "sections", "resources")
 ACTIONS = ("created", "updated", "deleted")
@@ -34,6 +34,9 @@ ROLLOVER_DAY = 17
 # reported whole (for `name` Clever sends the whole old object even if one part changed).
 SPARSE_KEYS = frozenset({"roles", "ext"})
 _DUMP = orjson.OPT_SORT_KEYS
+_RT_INDEX = {rt: i for i, rt in enumerate(RECORD_TYPES)}
+_ACTION_INDEX = {action: i for i, action in enumerate(ACTIONS)}
+_TYPE_BYTES = {(rt, a): f"{rt}.{a}".encode() for rt in RECORD_TYPES for a in ACTIONS}
 
 # An event list item is `{"data":{"created":"<24 chars>","data":{"object":<record>...`: the record
 # starts at a fixed offset, so only its length is stored.
@@ -239,9 +242,9 @@ class _Generator:
     def _new_section(self, created: float) -> Record:
         ro, rng = self.roster, self.rng
         students = ro.pools["student"].items
-        size = min(len(students), rng.randint(12, 30))
+        size = min(len(students), randint(rng, 12, 30))
         teacher = ro.pick_teacher() if rng.random() < 0.95 else None
-        return ro.section(created, rng.choice(ro.school_ids), teacher, rng.sample(students, size))
+        return ro.section(created, choose(rng, ro.school_ids), teacher, rng.sample(students, size))
 
     # ---- events ------------------------------------------------------------------------------
 
@@ -254,7 +257,8 @@ class _Generator:
     def _emit(
         self, second: int, record_type: str, action: str, rec: Record, pa: Record | None = None
     ) -> None:
-        event_id = self.event_mint(second).encode()
+        event_str = self.event_mint(second)
+        event_id = event_str.encode()
         obj = orjson.dumps(rec, option=_DUMP)
         if pa is None:
             middle = [b'},"id":"', event_id, b'","type":"']
@@ -271,17 +275,17 @@ class _Generator:
                 b'","data":{"object":',
                 obj,
                 *middle,
-                f"{record_type}.{action}".encode(),
+                _TYPE_BYTES[record_type, action],
                 b'"},"uri":"/v3.1/events/',
                 event_id,
                 b'"}',
             ]
         )
         tl = self.timeline
-        tl.ids.append(event_id.decode())
+        tl.ids.append(event_str)
         tl.created.append(second)
-        tl.record_type.append(RECORD_TYPES.index(record_type))
-        tl.action.append(ACTIONS.index(action))
+        tl.record_type.append(_RT_INDEX[record_type])
+        tl.action.append(_ACTION_INDEX[action])
         tl.object_ids.append(rec["id"])
         tl.items.append(item)
         tl.object_len.append(len(obj))
@@ -292,8 +296,9 @@ class _Generator:
     def _bump_modified(self, rec: Record, second: int) -> Record:
         # Clever sometimes leaves last_modified alone on a real change: it is not a change time.
         if "last_modified" in rec and self.rng.random() < 0.9:
-            stamp = world.iso_ms(second - self.rng.uniform(20, 120))
-            return world.set_in(rec, ("last_modified",), stamp)
+            out = dict(rec)
+            out["last_modified"] = world.iso_ms(second - 20 - 100 * self.rng.random())
+            return out
         return rec
 
     def _pick(self, pool: str) -> str | None:
@@ -314,7 +319,7 @@ class _Generator:
             if not pa:
                 continue
             if record_type == "users" and rng.random() < 0.08:
-                new = rng.choice(world.USER_ADDITIONS)(ro, new) or new
+                new = choose(rng, world.USER_ADDITIONS)(ro, new) or new
             return new, pa
         return None
 
@@ -369,7 +374,7 @@ class _Generator:
 
     def reshare(self, second: int, record_type: str) -> bool:
         """`*.created` for an id that is live already (a re-shared object)."""
-        pool = self.rng.choice(("student", "teacher")) if record_type == "users" else record_type
+        pool = choose(self.rng, ("student", "teacher")) if record_type == "users" else record_type
         object_id = self._pick(pool)
         if object_id is None:
             return False
@@ -425,7 +430,7 @@ class _Generator:
     def burst(self, t0: int, size: int, rollover: bool) -> None:
         rng = self.rng
         # Hundreds of events share a second; a huge burst still ends long before the next day's.
-        rate = max(rng.randint(20, 400), size // 3600)
+        rate = max(randint(rng, 20, 400), size // 3600)
         start = len(self.timeline)
         self.touched = set()
 
@@ -470,7 +475,7 @@ class _Generator:
         for day, weight in enumerate(weights):
             # Some planned events find nothing to act on; ask for a few more to land near target.
             size = max(2, round(self.target * 1.05 * weight / total))
-            t0 = self.start + day * 86400 + 7200 + rng.randint(0, 5400)
+            t0 = self.start + day * 86400 + 7200 + randint(rng, 0, 5400)
             self.burst(t0, size, rollover=day == ROLLOVER_DAY)
         return self.timeline
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import random
 import unicodedata
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -70,6 +70,16 @@ RESOURCE_TITLES = ("Khan Academy", "Newsela", "Quizlet", "Desmos", "BrainPOP", "
                    "Duolingo for Schools", "Nearpod", "Épicerie des mots")  # fmt: skip
 CITIES = (("Brooklyn", "NY", "112"), ("Rockaway Beach", "NY", "116"), ("Queens", "NY", "113"))
 STREETS = ("Pineapple Street", "Old Beach 88th Street", "Main Street", "Avenue J", "Ocean Parkway")
+
+
+def choose(rng: random.Random, seq: Sequence[Any]) -> Any:
+    """`rng.choice`, without its per-call overhead (millions of draws per large world)."""
+    return seq[int(rng.random() * len(seq))]
+
+
+def randint(rng: random.Random, low: int, high: int) -> int:
+    """`rng.randint` (both ends included), without its per-call overhead."""
+    return low + int(rng.random() * (high - low + 1))
 
 
 _SECONDS: dict[int, str] = {}
@@ -192,13 +202,15 @@ class Roster:
         return self.pools.setdefault(name, LiveSet())
 
     def pick_student(self) -> str:
-        return self.rng.choice(self.pools["student"].items)
+        students = self.pools["student"].items
+        return students[int(self.rng.random() * len(students))]
 
     def pick_teacher(self) -> str:
-        return self.rng.choice(self.pools["teacher"].items)
+        teachers = self.pools["teacher"].items
+        return teachers[int(self.rng.random() * len(teachers))]
 
     def _next_serial(self) -> str:
-        self._serial += self.rng.randint(1, 97)
+        self._serial += randint(self.rng, 1, 97)
         return str(self._serial)
 
     def _new_id(self, created: float) -> str:
@@ -206,29 +218,29 @@ class Roster:
 
     def _person_name(self, with_middle: float = 0.7) -> dict[str, str]:
         r = self.rng
-        name = {"first": r.choice(FIRST_NAMES), "last": r.choice(LAST_NAMES)}
+        name = {"first": choose(r, FIRST_NAMES), "last": choose(r, LAST_NAMES)}
         if r.random() < with_middle:
-            name["middle"] = r.choice(MIDDLE_INITIALS)
+            name["middle"] = choose(r, MIDDLE_INITIALS)
         return name
 
     def _email(self, name: dict[str, str], domain: str) -> str:
         first = ascii_slug(name.get("first", "")) or "user"
         last = ascii_slug(name.get("last", "")) or self._next_serial()
-        return f"{first}.{last}{self.rng.randint(1, 999)}@{domain}"
+        return f"{first}.{last}{randint(self.rng, 1, 999)}@{domain}"
 
     def _location(self, blank_street: bool) -> dict[str, str]:
-        city, state, zip_prefix = self.rng.choice(CITIES)
-        zip_code = f"{zip_prefix}{self.rng.randint(0, 99):02d}"
+        city, state, zip_prefix = choose(self.rng, CITIES)
+        zip_code = f"{zip_prefix}{randint(self.rng, 0, 99):02d}"
         if blank_street:
             return {"address": "", "city": "", "state": "", "zip": zip_code}
-        number = self.rng.randint(1, 999)
-        street = self.rng.choice(STREETS)
+        number = randint(self.rng, 1, 999)
+        street = choose(self.rng, STREETS)
         return {"address": f"{number} {street}", "city": city, "state": state, "zip": zip_code}
 
     def _schools_for_person(self) -> list[str]:
-        first = self.rng.choice(self.school_ids)
+        first = choose(self.rng, self.school_ids)
         if self.rng.random() < 0.12 and len(self.school_ids) > 1:
-            other = self.rng.choice(self.school_ids)
+            other = choose(self.rng, self.school_ids)
             if other != first:
                 return sorted([first, other])
         return [first]
@@ -262,28 +274,28 @@ class Roster:
 
     def school(self, created: float) -> Record:
         r = self.rng
-        low = r.choice(("Kindergarten", "TransitionalKindergarten", "6", "9"))
+        low = choose(r, ("Kindergarten", "TransitionalKindergarten", "6", "9"))
         high = {"Kindergarten": "5", "TransitionalKindergarten": "5", "6": "8", "9": "12"}[low]
-        name = f"{r.choice(LAST_NAMES)} {'Elementary' if high == '5' else 'Middle' if high == '8' else 'High'} School"  # noqa: E501
-        number = f"{r.randint(10, 99)}{r.choice('KQXMR')}{r.randint(100, 999)}"
+        name = f"{choose(r, LAST_NAMES)} {'Elementary' if high == '5' else 'Middle' if high == '8' else 'High'} School"  # noqa: E501
+        number = f"{randint(r, 10, 99)}{choose(r, 'KQXMR')}{randint(r, 100, 999)}"
         rec: Record = {
             "created": iso_ms(created),
             "district": self.district_id,
-            "ext": {"charter_school": r.choice(("Y", "N", ""))},
+            "ext": {"charter_school": choose(r, ("Y", "N", ""))},
             "high_grade": high,
             "id": self._new_id(created),
-            "last_modified": iso_ms(created + r.randint(60, 10**7)),
+            "last_modified": iso_ms(created + randint(r, 60, 10**7)),
             "location": self._location(blank_street=False),
             "low_grade": low,
             "name": name,
-            "phone": f"(718) 555-{r.randint(1000, 9999)}",
+            "phone": f"(718) 555-{randint(r, 1000, 9999)}",
             "principal": {
-                "email": f"principal{r.randint(1, 999)}@mailinator.com",
-                "name": f"{r.choice(FIRST_NAMES)} {r.choice(LAST_NAMES)}",
+                "email": f"principal{randint(r, 1, 999)}@mailinator.com",
+                "name": f"{choose(r, FIRST_NAMES)} {choose(r, LAST_NAMES)}",
             },
             "school_number": number,
             "sis_id": number,
-            "state_id": str(r.randint(100, 99999)),
+            "state_id": str(randint(r, 100, 99999)),
         }
         if r.random() < 0.5:
             rec["nces_id"] = None
@@ -293,10 +305,10 @@ class Roster:
         # The spec types term dates as datetimes: midnight UTC of the day.
         return {
             "district": self.district_id,
-            "end_date": f"{year + 1}-06-{self.rng.randint(10, 20)}T00:00:00.000Z",
+            "end_date": f"{year + 1}-06-{randint(self.rng, 10, 20)}T00:00:00.000Z",
             "id": self._new_id(created),
             "name": f"{year}-{year + 1} School Year",
-            "start_date": f"{year}-08-{self.rng.randint(15, 28)}T00:00:00.000Z",
+            "start_date": f"{year}-08-{randint(self.rng, 15, 28)}T00:00:00.000Z",
         }
 
     def course(self, created: float) -> Record:
@@ -304,11 +316,11 @@ class Roster:
         rec: Record = {
             "district": self.district_id,
             "id": self._new_id(created),
-            "name": r.choice(COURSE_NAMES),
+            "name": choose(r, COURSE_NAMES),
         }
         number = r.random()
         if number < 0.8:
-            rec["number"] = f"{r.choice('MSEHA')}{r.randint(100, 499)}"
+            rec["number"] = f"{choose(r, 'MSEHA')}{randint(r, 100, 499)}"
         elif number < 0.9:
             rec["number"] = ""
         else:
@@ -321,10 +333,10 @@ class Roster:
             "created": iso_ms(created),
             "district": self.district_id,
             "id": self._new_id(created),
-            "resource_id": f"res-{r.randint(10000, 99999)}",
-            "roles": r.choice((["student", "teacher"], ["teacher"], ["student"])),
-            "title": r.choice(RESOURCE_TITLES),
-            "updated": iso_ms(created + r.randint(0, 10**6)),
+            "resource_id": f"res-{randint(r, 10000, 99999)}",
+            "roles": choose(r, (["student", "teacher"], ["teacher"], ["student"])),
+            "title": choose(r, RESOURCE_TITLES),
+            "updated": iso_ms(created + randint(r, 0, 10**6)),
         }
 
     def _user(self, created: float, role: str, body: Record, name: dict[str, str]) -> Record:
@@ -332,7 +344,7 @@ class Roster:
             "created": iso_ms(created),
             "district": self.district_id,
             "id": self._new_id(created),
-            "last_modified": iso_ms(created + self.rng.randint(0, 10**7)),
+            "last_modified": iso_ms(created + randint(self.rng, 0, 10**7)),
             "name": name,
             "roles": {role: body},
         }
@@ -345,33 +357,33 @@ class Roster:
         r = self.rng
         name = self._person_name()
         schools = self._schools_for_person()
-        sis = str(r.randint(100000000, 999999999))
-        year = r.randint(2008, 2020)
+        sis = str(randint(r, 100000000, 999999999))
+        year = randint(r, 2008, 2020)
         body: Record = {
-            "credentials": {"district_username": f"{ascii_slug(name['first'])}{r.randint(1, 99)}"},
-            "dob": f"{r.randint(1, 12)}/{r.randint(1, 28)}/{year}",
+            "credentials": {"district_username": f"{ascii_slug(name['first'])}{randint(r, 1, 99)}"},
+            "dob": f"{randint(r, 1, 12)}/{randint(r, 1, 28)}/{year}",
             "enrollments": [],
-            "ext": {"gifted_status": r.choice(("Y", "N", ""))},
-            "gender": r.choice(("M", "F", "X")),
-            "grade": r.choice(GRADES),
-            "graduation_year": r.choice(("", str(year + 18))),
-            "hispanic_ethnicity": r.choice(("Y", "N", "")),
+            "ext": {"gifted_status": choose(r, ("Y", "N", ""))},
+            "gender": choose(r, ("M", "F", "X")),
+            "grade": choose(r, GRADES),
+            "graduation_year": choose(r, ("", str(year + 18))),
+            "hispanic_ethnicity": choose(r, ("Y", "N", "")),
             "location": self._location(blank_street=r.random() < 0.7),
-            "race": r.choice(RACES),
+            "race": choose(r, RACES),
             "school": schools[0],
             "schools": schools,
             "sis_id": sis,
-            "state_id": str(r.randint(100000000, 999999999)) if r.random() < 0.85 else None,
+            "state_id": str(randint(r, 100000000, 999999999)) if r.random() < 0.85 else None,
             "student_number": sis,
         }
         if r.random() < 0.6:
-            body["ell_status"] = r.choice(("Y", "N", ""))
+            body["ell_status"] = choose(r, ("Y", "N", ""))
         if r.random() < 0.5:
-            body["frl_status"] = r.choice(("Free", "Reduced", "Paid", ""))
+            body["frl_status"] = choose(r, ("Free", "Reduced", "Paid", ""))
         if r.random() < 0.3:
             body["iep_status"] = ""
         if r.random() < 0.15:
-            lang, code = r.choice(LANGUAGES)
+            lang, code = choose(r, LANGUAGES)
             body["home_language"], body["home_language_code"] = lang, code
         if r.random() < 0.1:
             body["enrollments"] = [
@@ -388,15 +400,15 @@ class Roster:
         name = self._person_name()
         schools = self._schools_for_person()
         body: Record = {
-            "credentials": {"district_username": f"{ascii_slug(name['last'])}_{r.randint(1, 99)}"},
-            "ext": {"admin_permissions": r.choice(("Y", "N"))},
+            "credentials": {"district_username": f"{ascii_slug(name['last'])}_{randint(r, 1, 99)}"},
+            "ext": {"admin_permissions": choose(r, ("Y", "N"))},
             "legacy_id": self.mint(int(created) - 10**7),
             "school": schools[0],
             "schools": schools,
-            "sis_id": str(r.randint(1, 9999)),
-            "state_id": str(r.randint(100000000, 999999999)),
-            "teacher_number": str(r.randint(100000, 999999)),
-            "title": r.choice(TEACHER_TITLES) if r.random() < 0.85 else None,
+            "sis_id": str(randint(r, 1, 9999)),
+            "state_id": str(randint(r, 100000000, 999999999)),
+            "teacher_number": str(randint(r, 100000, 999999)),
+            "title": choose(r, TEACHER_TITLES) if r.random() < 0.85 else None,
         }
         rec = self._user(created, "teacher", body, name)
         if r.random() < 0.1:
@@ -407,15 +419,15 @@ class Roster:
         r = self.rng
         body: Record = {
             "credentials": {"district_username": f"{ascii_slug(name['first'])}.staff"},
-            "department": r.choice(DEPARTMENTS) if r.random() < 0.8 else None,
+            "department": choose(r, DEPARTMENTS) if r.random() < 0.8 else None,
             "ext": {},
-            "legacy_id": self.mint(1400000000 + r.randint(0, 10**7)),
-            "roles": [r.choice(STAFF_ROLES)],
+            "legacy_id": self.mint(1400000000 + randint(r, 0, 10**7)),
+            "roles": [choose(r, STAFF_ROLES)],
             "schools": schools,
-            "staff_id": str(r.randint(1000, 9999)),
+            "staff_id": str(randint(r, 1000, 9999)),
         }
         if r.random() < 0.7:
-            body["title"] = r.choice(STAFF_ROLES)
+            body["title"] = choose(r, STAFF_ROLES)
         return body
 
     def staff(self, created: float) -> Record:
@@ -427,21 +439,21 @@ class Roster:
     def district_admin(self, created: float) -> Record:
         body = {
             "legacy_id": self.mint(int(created) - 10**7),
-            "title": self.rng.choice(ADMIN_TITLES),
+            "title": choose(self.rng, ADMIN_TITLES),
         }
         return self._user(created, "district_admin", body, self._person_name(with_middle=0.2))
 
     def contact(self, created: float, students: list[str]) -> Record:
         r = self.rng
-        kind = r.choice(CONTACT_TYPES)
-        relationship = r.choice(RELATIONSHIPS)
-        name = {"last": f"{r.choice(FIRST_NAMES)} {r.choice(LAST_NAMES)}"}
+        kind = choose(r, CONTACT_TYPES)
+        relationship = choose(r, RELATIONSHIPS)
+        name = {"last": f"{choose(r, FIRST_NAMES)} {choose(r, LAST_NAMES)}"}
         body: Record = {
             "legacy_id": self.mint(int(created) - 10**7),
-            "phone": f"({r.randint(200, 999)}) {r.randint(200, 999)}-{r.randint(1000, 9999)}"
+            "phone": f"({randint(r, 200, 999)}) {randint(r, 200, 999)}-{randint(r, 1000, 9999)}"
             if r.random() < 0.8
             else "",
-            "phone_type": r.choice(PHONE_TYPES),
+            "phone_type": choose(r, PHONE_TYPES),
             "relationship": relationship,
             "sis_id": "",
             "student_relationships": [
@@ -456,29 +468,29 @@ class Roster:
         self, created: float, school: str, teacher: str | None, students: list[str]
     ) -> Record:
         r = self.rng
-        grade = r.choice(GRADES)
-        course_name = r.choice(COURSE_NAMES)
-        number = str(r.randint(100, 999))
+        grade = choose(r, GRADES)
+        course_name = choose(r, COURSE_NAMES)
+        number = str(randint(r, 100, 999))
         rec: Record = {
-            "course": r.choice(self.course_ids) if self.course_ids else None,
+            "course": choose(r, self.course_ids) if self.course_ids else None,
             "created": iso_ms(created),
             "district": self.district_id,
             "grade": grade,
             "id": self._new_id(created),
-            "last_modified": iso_ms(created + r.randint(0, 10**7)),
-            "name": f"{course_name}, Class {number} - {number} - {r.choice('ABCDS')}. Block",
-            "period": str(r.randint(1, 8)),
+            "last_modified": iso_ms(created + randint(r, 0, 10**7)),
+            "name": f"{course_name}, Class {number} - {number} - {choose(r, 'ABCDS')}. Block",
+            "period": str(randint(r, 1, 8)),
             "school": school,
             "section_number": number,
-            "sis_id": str(r.randint(100, 99999)),
+            "sis_id": str(randint(r, 100, 99999)),
             "students": sorted(students),
-            "subject": r.choice(SUBJECTS),
+            "subject": choose(r, SUBJECTS),
             "teacher": teacher,
             "teachers": [teacher] if teacher else [],
-            "term_id": r.choice(self.term_ids) if self.term_ids else None,
+            "term_id": choose(r, self.term_ids) if self.term_ids else None,
         }
         if r.random() < 0.3:
-            rec["ext"] = {"sis_section_code": f"{number}-{r.randint(1, 9)}"}
+            rec["ext"] = {"sis_section_code": f"{number}-{randint(r, 1, 9)}"}
         return rec
 
 
@@ -490,7 +502,7 @@ Edit = Callable[[Roster, Record], Record | None]
 
 def _other(rng: random.Random, choices: tuple[Any, ...], current: Any) -> Any:
     options = [c for c in choices if c != current]
-    return rng.choice(options)
+    return options[int(rng.random() * len(options))]
 
 
 def _role_of(rec: Record) -> str:
@@ -509,7 +521,7 @@ def edit_name(ro: Roster, rec: Record) -> Record:
     elif "middle" in name:
         del name["middle"]
     else:
-        name["middle"] = ro.rng.choice(MIDDLE_INITIALS)
+        name["middle"] = choose(ro.rng, MIDDLE_INITIALS)
     return set_in(rec, ("name",), name)
 
 
@@ -518,7 +530,7 @@ def edit_email(ro: Roster, rec: Record) -> Record:
     if "email" in rec and pick < 0.15:
         return drop_in(rec, ("email",))
     return set_in(
-        rec, ("email",), ro._email(rec["name"], ro.rng.choice(("example.com", "k12.org")))
+        rec, ("email",), ro._email(rec["name"], choose(ro.rng, ("example.com", "k12.org")))
     )
 
 
@@ -545,41 +557,41 @@ def edit_schools(ro: Roster, rec: Record) -> Record | None:
     schools = list(get_in(rec, ("roles", role, "schools"), []))
     candidates = [s for s in ro.school_ids if s not in schools]
     if len(schools) > 1 and (ro.rng.random() < 0.5 or not candidates):
-        schools.remove(ro.rng.choice(schools))
+        schools.remove(choose(ro.rng, schools))
     elif candidates:
-        schools = sorted([*schools, ro.rng.choice(candidates)])
+        schools = sorted([*schools, choose(ro.rng, candidates)])
     else:
         return None
     out = set_in(rec, ("roles", role, "schools"), schools)
     if role in ("student", "teacher") and (
         out["roles"][role].get("school") not in schools or ro.rng.random() < 0.3
     ):
-        out = set_in(out, ("roles", role, "school"), ro.rng.choice(schools))
+        out = set_in(out, ("roles", role, "school"), choose(ro.rng, schools))
     return out
 
 
 def edit_state_id(ro: Roster, rec: Record) -> Record:
     role = _role_of(rec)
     current = get_in(rec, ("roles", role, "state_id"), None)
-    value = None if current is not None else str(ro.rng.randint(100000000, 999999999))
+    value = None if current is not None else str(randint(ro.rng, 100000000, 999999999))
     return set_in(rec, ("roles", role, "state_id"), value)
 
 
 def edit_zip(ro: Roster, rec: Record) -> Record:
-    zip_code = f"11{ro.rng.randint(200, 699)}"
+    zip_code = f"11{randint(ro.rng, 200, 699)}"
     return set_in(rec, ("roles", "student", "location", "zip"), zip_code)
 
 
 def edit_username(ro: Roster, rec: Record) -> Record:
     role = _role_of(rec)
     first = ascii_slug(rec["name"].get("first", "")) or "user"
-    value = f"{first}{ro.rng.randint(100, 999)}"
+    value = f"{first}{randint(ro.rng, 100, 999)}"
     return set_in(rec, ("roles", role, "credentials", "district_username"), value)
 
 
 def edit_graduation_year(ro: Roster, rec: Record) -> Record:
     current = get_in(rec, ("roles", "student", "graduation_year"), "")
-    value = "" if current else str(ro.rng.randint(2027, 2038))
+    value = "" if current else str(randint(ro.rng, 2027, 2038))
     return set_in(rec, ("roles", "student", "graduation_year"), value)
 
 
@@ -607,9 +619,9 @@ def edit_contact_students(ro: Roster, rec: Record) -> Record | None:
     else:
         relationships.append(
             {
-                "relationship": ro.rng.choice(RELATIONSHIPS),
+                "relationship": choose(ro.rng, RELATIONSHIPS),
                 "student": ro.pick_student(),
-                "type": ro.rng.choice(CONTACT_TYPES),
+                "type": choose(ro.rng, CONTACT_TYPES),
             }
         )
     out = set_in(rec, ("roles", "contact", "student_relationships"), relationships)
@@ -618,7 +630,7 @@ def edit_contact_students(ro: Roster, rec: Record) -> Record | None:
 
 def edit_phone(ro: Roster, rec: Record) -> Record:
     current = get_in(rec, ("roles", "contact", "phone"), "")
-    value = "" if current and ro.rng.random() < 0.3 else f"(347) 555-{ro.rng.randint(1000, 9999)}"
+    value = "" if current and ro.rng.random() < 0.3 else f"(347) 555-{randint(ro.rng, 1000, 9999)}"
     return set_in(rec, ("roles", "contact", "phone"), value)
 
 
@@ -627,7 +639,7 @@ def edit_phone(ro: Roster, rec: Record) -> Record:
 def add_home_language(ro: Roster, rec: Record) -> Record | None:
     if "home_language" in rec["roles"].get("student", {"home_language": 1}):
         return None
-    lang, code = ro.rng.choice(LANGUAGES)
+    lang, code = choose(ro.rng, LANGUAGES)
     out = set_in(rec, ("roles", "student", "home_language"), lang)
     return set_in(out, ("roles", "student", "home_language_code"), code)
 
@@ -643,7 +655,7 @@ def add_ext_key(ro: Roster, rec: Record) -> Record | None:
     ext = get_in(rec, ("roles", role, "ext"), MISSING)
     if ext is MISSING or "sis_flag" in ext:
         return None
-    return set_in(rec, ("roles", role, "ext", "sis_flag"), ro.rng.choice(("1", "2", "")))
+    return set_in(rec, ("roles", role, "ext", "sis_flag"), choose(ro.rng, ("1", "2", "")))
 
 
 def add_preferred_name(ro: Roster, rec: Record) -> Record | None:
@@ -704,10 +716,10 @@ USER_EDITS: dict[str, tuple[tuple[float, Edit], ...]] = {
 def edit_roster(ro: Roster, rec: Record) -> Record:
     students = list(rec["students"])
     if students and ro.rng.random() < 0.45:
-        for _ in range(ro.rng.randint(1, min(3, len(students)))):
+        for _ in range(randint(ro.rng, 1, min(3, len(students)))):
             students.pop(ro.rng.randrange(len(students)))
     else:
-        for _ in range(ro.rng.randint(1, 3)):
+        for _ in range(randint(ro.rng, 1, 3)):
             student = ro.pick_student()
             if student not in students:
                 students.append(student)
@@ -729,9 +741,16 @@ def _edit_field(field: str, values: tuple[Any, ...]) -> Edit:
     return edit
 
 
+def edit_section_ext(ro: Roster, rec: Record) -> Record | None:
+    if "ext" not in rec:
+        return None
+    code = f"{rec.get('section_number', '0')}-{randint(ro.rng, 1, 9)}"
+    return set_in(rec, ("ext", "sis_section_code"), code)
+
+
 def edit_principal(ro: Roster, rec: Record) -> Record:
     principal = dict(rec.get("principal") or {})
-    principal["name"] = f"{ro.rng.choice(FIRST_NAMES)} {ro.rng.choice(LAST_NAMES)}"
+    principal["name"] = f"{choose(ro.rng, FIRST_NAMES)} {choose(ro.rng, LAST_NAMES)}"
     return set_in(rec, ("principal",), principal)
 
 
@@ -741,13 +760,13 @@ def edit_school_ext(ro: Roster, rec: Record) -> Record:
 
 
 def edit_nces(ro: Roster, rec: Record) -> Record:
-    value = None if rec.get("nces_id") else f"36{ro.rng.randint(10**9, 10**10 - 1)}"
+    value = None if rec.get("nces_id") else f"36{randint(ro.rng, 10**9, 10**10 - 1)}"
     return set_in(rec, ("nces_id",), value)
 
 
 def edit_term_end(ro: Roster, rec: Record) -> Record:
     year = rec["end_date"][:4]
-    return set_in(rec, ("end_date",), f"{year}-06-{ro.rng.randint(10, 28)}T00:00:00.000Z")
+    return set_in(rec, ("end_date",), f"{year}-06-{randint(ro.rng, 10, 28)}T00:00:00.000Z")
 
 
 def edit_resource_roles(ro: Roster, rec: Record) -> Record:
@@ -767,6 +786,7 @@ RECORD_EDITS: dict[str, tuple[tuple[float, Edit], ...]] = {
         (1, _edit_field("period", tuple(str(p) for p in range(1, 9)))),
         (1, _edit_field("subject", SUBJECTS)),
         (1, _edit_field("grade", GRADES)),
+        (1, edit_section_ext),
     ),
     "schools": (
         (3, edit_school_ext),
