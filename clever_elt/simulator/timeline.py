@@ -431,11 +431,12 @@ class _Generator:
         rng = self.rng
         # Hundreds of events share a second; a huge burst still ends long before the next day's.
         rate = max(randint(rng, 20, 400), size // 3600)
-        start = len(self.timeline)
+        ids = self.timeline.ids
+        start = len(ids)
         self.touched = set()
 
         def second() -> int:
-            return t0 + (len(self.timeline) - start) // rate
+            return t0 + (len(ids) - start) // rate
 
         # Every sync updates the district's last_sync first.
         district = self.timeline.district_id
@@ -493,11 +494,14 @@ def generate(seed: int, scale: str | int, start: int, previous_attributes_at: st
         raise ValueError(f"scale must be between 100 and {MAX_EVENTS} events, got {scale}")
     if previous_attributes_at not in ("data", "top"):
         raise ValueError("previous_attributes_at must be 'data' or 'top'")
-    # Millions of small containers that all live to the end: the cyclic GC would only rescan them.
+    # Millions of small containers that all live as long as the simulator: the cyclic GC would
+    # only rescan them, during generation and later while serving, so they are frozen out of it.
     was_enabled = gc.isenabled()
     gc.disable()
     try:
-        return _Generator(seed, scale, start, previous_attributes_at).run()
+        timeline = _Generator(seed, scale, start, previous_attributes_at).run()
+        gc.freeze()
+        return timeline
     finally:
         if was_enabled:
             gc.enable()

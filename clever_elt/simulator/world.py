@@ -158,9 +158,6 @@ class LiveSet:
     def __len__(self) -> int:
         return len(self.items)
 
-    def __contains__(self, item: str) -> bool:
-        return item in self._index
-
     def add(self, item: str) -> None:
         if item not in self._index:
             self._index[item] = len(self.items)
@@ -199,7 +196,10 @@ class Roster:
         self.course_ids = self.pool("courses").items
 
     def pool(self, name: str) -> LiveSet:
-        return self.pools.setdefault(name, LiveSet())
+        found = self.pools.get(name)
+        if found is None:
+            found = self.pools[name] = LiveSet()
+        return found
 
     def pick_student(self) -> str:
         students = self.pools["student"].items
