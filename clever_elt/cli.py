@@ -55,6 +55,13 @@ def build_parser() -> argparse.ArgumentParser:
     faults.add_argument("--fault-slow-seconds", type=float, default=2.0, metavar="S")
     faults.add_argument("--fault-truncated", type=float, default=0.0, metavar="R")
     faults.add_argument("--fault-seed", type=int, default=0, metavar="N")
+    faults.add_argument(
+        "--fault-504-large-page",
+        type=float,
+        default=0.0,
+        metavar="R",
+        help="fraction of requests with limit >= 5000 answered 504 (gateway timeout)",
+    )
     demo.set_defaults(handler=_demo_server)
     return parser
 

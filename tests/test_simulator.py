@@ -288,3 +288,11 @@ def test_set_now_moves_retention_and_visibility(simulator):
     simulator.set_now(simulator.start + timedelta(days=80))
     assert simulator.visible_events == len(simulator.timeline)
     assert simulator.oldest_retained_event_id is None  # everything purged
+
+
+def test_large_pages_can_time_out_at_the_gateway_while_small_pages_pass(sim_server, http):
+    sim_server.simulator.faults = Faults(rate_504_large_page=1.0)
+    big = get(http, sim_server, "/events", limit=10000)
+    assert big.status_code == 504
+    assert big.headers["Content-Type"].startswith("text/html")
+    assert get(http, sim_server, "/events", limit=1000).status_code == 200

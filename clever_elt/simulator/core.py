@@ -36,6 +36,7 @@ DEFAULT_NOW_AFTER = timedelta(days=38)
 RETENTION = timedelta(days=30)
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 10_000
+LARGE_PAGE = 5_000
 JSON = "application/json; charset=utf-8"
 _ACTIONS_DELETED = 2
 _CACHE_BYTES = 512 * 1024 * 1024
@@ -47,7 +48,9 @@ class Faults:
 
     429: rate limited; 5xx: one of 500/502/503/504; slow: answered after `slow_seconds`;
     truncated: the body is cut off mid-JSON (either a short body with a matching Content-Length,
-    or a connection closed before the announced Content-Length).
+    or a connection closed before the announced Content-Length). `rate_504_large_page` is drawn
+    separately, for requests with `limit` >= 5000 only: the gateway timeouts of big pages that a
+    client must answer with a smaller page.
     """
 
     rate_429: float = 0.0
@@ -56,11 +59,14 @@ class Faults:
     slow_seconds: float = 2.0
     rate_truncated: float = 0.0
     seed: int = 0
+    rate_504_large_page: float = 0.0
 
     def __post_init__(self) -> None:
         rates = (self.rate_429, self.rate_5xx, self.rate_slow, self.rate_truncated)
         if any(not 0.0 <= r <= 1.0 for r in rates) or sum(rates) > 1.0:
             raise ValueError(f"fault rates must be within 0..1 and sum to at most 1: {self}")
+        if not 0.0 <= self.rate_504_large_page <= 1.0:
+            raise ValueError("rate_504_large_page must be within 0..1")
         if self.slow_seconds < 0:
             raise ValueError("slow_seconds must be >= 0")
 
@@ -321,7 +327,18 @@ class Simulator:
         response.headers.update(limit_headers)
         return response
 
+    def _large_page_timeout(self, target: str) -> bool:
+        if not self._faults.rate_504_large_page:
+            return False
+        limits = parse_qs(urlsplit(target).query).get("limit", ["0"])
+        if not (limits[-1].isdigit() and int(limits[-1]) >= LARGE_PAGE):
+            return False
+        with self._lock:
+            return self._fault_rng.random() < self._faults.rate_504_large_page
+
     def _faulty(self, method: str, target: str, limit_headers: dict[str, str]) -> Response:
+        if self._large_page_timeout(target):
+            return Response(504, [_GATEWAY_PAGES[504]], content_type="text/html")
         fault = self._draw_fault()
         if fault is not None and fault[0] == "429":
             limit_headers["x-ratelimit-remaining"] = "0"

@@ -132,6 +132,7 @@ def main(args: argparse.Namespace) -> int:
             slow_seconds=args.fault_slow_seconds,
             rate_truncated=args.fault_truncated,
             seed=args.fault_seed,
+            rate_504_large_page=args.fault_504_large_page,
         )
         log.info("generating the simulated district (seed %s, scale %s)", args.seed, args.scale)
         started = time.perf_counter()
