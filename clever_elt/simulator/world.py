@@ -68,6 +68,12 @@ COURSE_NAMES = ("Algebra I", "Geometry", "Biology", "Chemistry", "World History"
                 "Grade 3 Reading", "Music", "Civics", "Français débutant")  # fmt: skip
 RESOURCE_TITLES = ("Khan Academy", "Newsela", "Quizlet", "Desmos", "BrainPOP", "Lexia Core5",
                    "Duolingo for Schools", "Nearpod", "Épicerie des mots")  # fmt: skip
+SCHOOL_LEVELS = (
+    ("Kindergarten", "5", "Elementary"),
+    ("TransitionalKindergarten", "5", "Elementary"),
+    ("6", "8", "Middle"),
+    ("9", "12", "High"),
+)
 CITIES = (("Brooklyn", "NY", "112"), ("Rockaway Beach", "NY", "116"), ("Queens", "NY", "113"))
 STREETS = ("Pineapple Street", "Old Beach 88th Street", "Main Street", "Avenue J", "Ocean Parkway")
 
@@ -248,13 +254,12 @@ class Roster:
     # ---- factories -------------------------------------------------------------------------
 
     def district(self, now: float) -> Record:
-        contact_name = {"first": "Amelie", "last": "Zeng"}
         return {
             "district_contact": {
                 "district": self.district_id,
                 "email": "amelie.zeng@sunnyvale-usd.example.org",
                 "id": self.mint(1490745600),
-                "name": contact_name,
+                "name": {"first": "Amelie", "last": "Zeng"},
                 "title": "",
             },
             "error": "",
@@ -274,9 +279,8 @@ class Roster:
 
     def school(self, created: float) -> Record:
         r = self.rng
-        low = choose(r, ("Kindergarten", "TransitionalKindergarten", "6", "9"))
-        high = {"Kindergarten": "5", "TransitionalKindergarten": "5", "6": "8", "9": "12"}[low]
-        name = f"{choose(r, LAST_NAMES)} {'Elementary' if high == '5' else 'Middle' if high == '8' else 'High'} School"  # noqa: E501
+        low, high, level = choose(r, SCHOOL_LEVELS)
+        name = f"{choose(r, LAST_NAMES)} {level} School"
         number = f"{randint(r, 10, 99)}{choose(r, 'KQXMR')}{randint(r, 100, 999)}"
         rec: Record = {
             "created": iso_ms(created),
