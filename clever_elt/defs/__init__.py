@@ -1,0 +1,1 @@
+"""Dagster wiring: resources, assets and checks, the schedule. Nothing here computes data."""

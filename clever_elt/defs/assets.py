@@ -1,0 +1,139 @@
+"""The asset graph: extract (the lake), load (`raw.*`), and one asset per SQL model with its checks.
+
+Bodies only call the layers below; every model asset comes from one factory.
+"""
+
+from collections.abc import Iterator
+
+import dagster as dg
+from dagster_duckdb import DuckDBResource
+
+from clever_elt.defs.metadata import (
+    check_result,
+    cursor_age_outcome,
+    extract_metadata,
+    table_metadata,
+)
+from clever_elt.defs.resources import CleverApiResource, DataDirResource
+from clever_elt.extract import extract
+from clever_elt.lock import data_dir_lock
+from clever_elt.warehouse import Model, Warehouse
+from clever_elt.warehouse.checks import checks_for, raw_checks
+
+EXTRACT_KEY = dg.AssetKey(["lake", "clever_events"])
+RAW_TABLES = {
+    "events": "One row per Clever event id, deduplicated, with the event's object and "
+    "previous_attributes as JSON.",
+    "snapshots": "One row per record of each Data-API baseline (district, record type, taken).",
+    "baselines": "One row per complete Data-API baseline: when, why (initial or resync), and "
+    "where the event stream stood.",
+}
+RAW_EVENTS_KEY = dg.AssetKey(["raw", "events"])
+# A failure of these makes every table built on top wrong, so downstream assets wait for them.
+BLOCKING_CHECKS = {"grain_unique", "event_id_unique", "intervals_do_not_overlap"}
+TRANSIENT_RETRY = dg.RetryPolicy(max_retries=3, delay=30, backoff=dg.Backoff.EXPONENTIAL)
+PROGRESS_EVERY_PAGES = 10
+
+
+def _check_specs(key: dg.AssetKey, names: list[str]) -> list[dg.AssetCheckSpec]:
+    return [dg.AssetCheckSpec(name, asset=key, blocking=name in BLOCKING_CHECKS) for name in names]
+
+
+@dg.asset(
+    key=EXTRACT_KEY,
+    group_name="extract",
+    kinds={"parquet"},
+    description="The Parquet lake of Clever events (one row per event, full JSON kept) and "
+    "Data-API baselines; each run appends what is new after the cursor.",
+    retry_policy=TRANSIENT_RETRY,
+    check_specs=[dg.AssetCheckSpec("cursor_fresh", asset=EXTRACT_KEY)],
+)
+def clever_events(
+    context: dg.AssetExecutionContext, clever: CleverApiResource, data_dir: DataDirResource
+) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
+    def progress(pages: int, events: int) -> None:
+        if pages % PROGRESS_EVERY_PAGES == 0:
+            context.log.info(f"extract: {pages} pages, {events:,} events")
+
+    with data_dir_lock(data_dir.root), clever.client(data_dir.root) as client:
+        result = extract(client, data_dir.lake, progress=progress)
+    if result.gap:
+        context.log.warning(
+            f"cursor {result.cursor_before} had expired: events were missed; a resync baseline "
+            f"was taken ({result.baseline.taken if result.baseline else '?'})"
+        )
+    context.log.info(
+        f"extract: {result.events_written:,} events in {result.pages} pages, "
+        f"{result.duration_s:.1f} s"
+    )
+    yield dg.MaterializeResult(metadata=extract_metadata(result))
+    yield check_result("cursor_fresh", cursor_age_outcome(result.cursor_after, None), EXTRACT_KEY)
+
+
+@dg.multi_asset(
+    specs=[
+        dg.AssetSpec(
+            ["raw", table], deps=[EXTRACT_KEY], group_name="raw", kinds={"duckdb"}, description=text
+        )
+        for table, text in RAW_TABLES.items()
+    ],
+    check_specs=_check_specs(RAW_EVENTS_KEY, list(raw_checks())),
+)
+def raw_tables(
+    context: dg.AssetExecutionContext, data_dir: DataDirResource, duckdb: DuckDBResource
+) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
+    warehouse = data_dir.warehouse(duckdb)
+    with data_dir_lock(data_dir.root):
+        loaded = warehouse.load()
+        context.log.info(
+            f"load: {loaded.new_events:,} new events from {loaded.new_files} files "
+            f"({loaded.duplicate_events:,} duplicates skipped)"
+        )
+        with warehouse.connect() as con:
+            for table in RAW_TABLES:
+                rows = con.sql(f"select count(*) from raw.{table}").fetchall()[0][0]
+                metadata = table_metadata(con, f"raw.{table}", rows, 0.0)
+                if table == "events":
+                    metadata |= {
+                        "new_events": loaded.new_events,
+                        "duplicate_events": loaded.duplicate_events,
+                        "new_files": loaded.new_files,
+                    }
+                yield dg.MaterializeResult(asset_key=["raw", table], metadata=metadata)
+            for name, check in raw_checks().items():
+                yield check_result(name, check(con), RAW_EVENTS_KEY)
+
+
+def model_asset(model: Model) -> dg.AssetsDefinition:
+    """The asset of one SQL model: key = [schema, table], deps from its parsed SQL."""
+    key = dg.AssetKey(list(model.key))
+    checks = checks_for(model)
+
+    @dg.asset(
+        key=key,
+        deps=[dg.AssetKey(list(dep)) for dep in model.deps],
+        group_name=model.key[0],
+        kinds={"duckdb", "sql"},
+        description=model.description,
+        metadata={"kind": model.kind, "grain": ", ".join(model.grain), "sql": str(model.path)},
+        check_specs=_check_specs(key, list(checks)),
+    )
+    def _model(
+        context: dg.AssetExecutionContext, data_dir: DataDirResource, duckdb: DuckDBResource
+    ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
+        warehouse = data_dir.warehouse(duckdb)
+        with data_dir_lock(data_dir.root), warehouse.connect() as con:
+            result = warehouse.materialize(model, con)
+            context.log.info(f"{model.name}: {result.rows:,} rows in {result.duration_s:.2f} s")
+            yield dg.MaterializeResult(
+                metadata=table_metadata(con, model.name, result.rows, result.duration_s)
+                | {"compiled_sql": str(result.sql_path)}
+            )
+            for name, check in checks.items():
+                yield check_result(name, check(con), key)
+
+    return _model
+
+
+def build_assets(warehouse: Warehouse) -> list[dg.AssetsDefinition]:
+    return [clever_events, raw_tables, *(model_asset(model) for model in warehouse.models())]

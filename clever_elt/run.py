@@ -1,0 +1,153 @@
+"""`clever-elt run`: one incremental sync through the Dagster assets the UI uses, run in-process.
+
+Shows progress while Dagster executes the steps, then a summary; exit 0, or 1 with one clear line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from dataclasses import dataclass, field
+
+import dagster as dg
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from clever_elt.definitions import build_definitions
+from clever_elt.defs.schedules import SYNC_JOB
+from clever_elt.settings import Settings, SettingsError
+
+console = Console(stderr=True)
+
+
+class _ProgressHandler(logging.Handler):
+    """Feeds Dagster's log stream to a progress bar: one tick per finished step."""
+
+    def __init__(self, progress: Progress, task: int):
+        super().__init__(logging.INFO)
+        self.progress = progress
+        self.task = task
+
+    def emit(self, record: logging.LogRecord) -> None:
+        meta = getattr(record, "dagster_meta", None) or {}
+        event = meta.get("dagster_event")
+        if event is None:
+            if meta.get("step_key"):
+                self.progress.update(self.task, description=meta.get("orig_message", "")[:70])
+            return
+        if event.event_type_value in ("STEP_SUCCESS", "STEP_FAILURE", "STEP_SKIPPED"):
+            self.progress.advance(self.task)
+        elif event.event_type_value == "STEP_START":
+            self.progress.update(self.task, description=f"{event.step_key} ...")
+
+
+def _progress_logger(progress: Progress, task: int) -> dg.LoggerDefinition:
+    @dg.logger(description="Progress bar for `clever-elt run`.")
+    def progress_logger(_init_context: dg.InitLoggerContext) -> logging.Logger:
+        log = logging.getLogger("clever_elt.run.progress")
+        log.propagate = False
+        log.setLevel(logging.INFO)
+        log.handlers = [_ProgressHandler(progress, task)]
+        return log
+
+    return progress_logger
+
+
+@dataclass
+class Summary:
+    new_events: int = 0
+    rows: dict[str, int] = field(default_factory=dict)
+    checks_passed: int = 0
+    failed_checks: list[tuple[str, str, str]] = field(default_factory=list)
+    failure: str | None = None
+
+
+def summarize(result: dg.ExecuteInProcessResult) -> Summary:
+    summary = Summary()
+    for event in result.all_events:
+        kind = event.event_type_value
+        if kind == "ASSET_MATERIALIZATION":
+            materialization = event.event_specific_data.materialization
+            metadata = materialization.metadata
+            name = materialization.asset_key.to_user_string().replace("/", ".")
+            if "events_written" in metadata:
+                summary.new_events = metadata["events_written"].value
+            if "dagster/row_count" in metadata:
+                summary.rows[name] = metadata["dagster/row_count"].value
+        elif kind == "ASSET_CHECK_EVALUATION":
+            evaluation = event.event_specific_data
+            if evaluation.passed:
+                summary.checks_passed += 1
+            else:
+                description = evaluation.metadata.get("description")
+                summary.failed_checks.append(
+                    (
+                        f"{evaluation.asset_key.to_user_string()}:{evaluation.check_name}",
+                        evaluation.severity.value,
+                        description.value if description else "",
+                    )
+                )
+        elif kind == "STEP_FAILURE" and summary.failure is None:
+            summary.failure = _root_cause(event.event_specific_data.error)
+    return summary
+
+
+def _root_cause(error: object) -> str:
+    """The innermost exception of a step failure: the one that says what went wrong."""
+    while getattr(error, "cause", None) is not None:
+        error = error.cause
+    return f"{getattr(error, 'cls_name', 'Error')}: {getattr(error, 'message', error)}".strip()
+
+
+def _render(summary: Summary) -> None:
+    table = Table(title="clever-elt run", show_lines=False)
+    table.add_column("table")
+    table.add_column("rows", justify="right")
+    for name, rows in sorted(summary.rows.items()):
+        table.add_row(name, f"{rows:,}")
+    console.print(table)
+    console.print(
+        f"new events: {summary.new_events:,}   checks passed: {summary.checks_passed}   "
+        f"checks failed: {len(summary.failed_checks)}"
+    )
+    for check, severity, description in summary.failed_checks:
+        console.print(
+            f"  [{'red' if severity == 'ERROR' else 'yellow'}]{severity}[/] {check}: {description}"
+        )
+
+
+def main(args: argparse.Namespace) -> int:
+    try:
+        settings = Settings.from_env()
+    except SettingsError as exc:
+        console.print(f"[red]error:[/] {exc}")
+        return 2
+    with Progress(
+        TextColumn("{task.description}", justify="left"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    ) as progress:
+        task = progress.add_task("starting ...", total=None)
+        defs = build_definitions(settings, loggers={"console": _progress_logger(progress, task)})
+        job = defs.resolve_job_def(SYNC_JOB.name)
+        progress.update(task, total=len(job.graph.node_defs))
+        result = job.execute_in_process(
+            # Naming the logger replaces Dagster's default DEBUG console output.
+            run_config={"loggers": {"console": {}}},
+            instance=dg.DagsterInstance.ephemeral(),
+            raise_on_error=False,
+        )
+    summary = summarize(result)
+    _render(summary)
+    if summary.failure:
+        console.print(f"[red]error:[/] {summary.failure}")
+        return 1
+    if not result.success:
+        blocking = [check for check, severity, _ in summary.failed_checks if severity == "ERROR"]
+        console.print(f"[red]error:[/] checks failed: {', '.join(blocking) or 'see above'}")
+        return 1
+    return 0
