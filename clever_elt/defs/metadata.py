@@ -1,4 +1,4 @@
-"""What a data engineer sees on the Dagster dashboard: results of the layers turned into metadata."""
+"""What a data engineer sees on the Dagster dashboard: layer results turned into metadata."""
 
 from __future__ import annotations
 
