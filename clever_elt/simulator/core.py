@@ -26,6 +26,7 @@ from clever_elt.simulator.timeline import (
     ROLE_BITS,
     Timeline,
     generate,
+    paused_gc,
 )
 from clever_elt.simulator.truth import Truth
 
@@ -256,7 +257,8 @@ class Simulator:
 
     def served_events(self) -> list[dict[str, Any]]:
         """Every event created so far (purged ones included), in id order, as parsed JSON."""
-        return [self.timeline.event(i) for i in range(self._visible)]
+        with paused_gc():
+            return [self.timeline.event(i) for i in range(self._visible)]
 
     # ---- faults and limits -----------------------------------------------------------------
 

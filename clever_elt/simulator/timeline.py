@@ -12,6 +12,8 @@ import gc
 import random
 from array import array
 from bisect import bisect_right
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from itertools import accumulate
 from typing import Any
@@ -494,12 +496,18 @@ def generate(seed: int, scale: str | int, start: int, previous_attributes_at: st
         raise ValueError(f"scale must be between 100 and {MAX_EVENTS} events, got {scale}")
     if previous_attributes_at not in ("data", "top"):
         raise ValueError("previous_attributes_at must be 'data' or 'top'")
-    # Generation allocates millions of small containers that all survive: the cyclic GC would only
-    # rescan them again and again (what is kept afterwards is mostly bytes, which it ignores).
+    with paused_gc():
+        return _Generator(seed, scale, start, previous_attributes_at).run()
+
+
+@contextmanager
+def paused_gc() -> Iterator[None]:
+    """Build millions of surviving containers without the cyclic GC rescanning them again and
+    again (it made generating and parsing a large world several times slower)."""
     was_enabled = gc.isenabled()
     gc.disable()
     try:
-        return _Generator(seed, scale, start, previous_attributes_at).run()
+        yield
     finally:
         if was_enabled:
             gc.enable()

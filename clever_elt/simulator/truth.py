@@ -7,19 +7,17 @@ applied in id order. Records are parsed fresh from the served bytes, so callers 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
-from clever_elt.simulator.timeline import ACTIONS, RECORD_TYPES, Timeline
+from clever_elt.simulator.timeline import ACTIONS, RECORD_TYPES, Timeline, paused_gc
 
 _DELETED = ACTIONS.index("deleted")
 
 
-@dataclass(frozen=True)
-class Version:
+class Version(NamedTuple):
     """One version of one object: live (or a tombstone) from `valid_from` until `valid_to`.
 
     `valid_from` is None for the state before the first event; `valid_to` is None while open.
@@ -70,12 +68,13 @@ class Truth:
                 refs.pop(tl.object_ids[i], None)
             else:
                 refs[tl.object_ids[i]] = i
-        out = {}
-        for object_id in sorted(refs):
-            i = refs[object_id]
-            raw = tl.initial[record_type][object_id] if i is None else tl.object_bytes(i)
-            out[object_id] = orjson.loads(raw)
-        return out
+        with paused_gc():
+            return {
+                object_id: orjson.loads(
+                    tl.initial[record_type][object_id] if i is None else tl.object_bytes(i)
+                )
+                for object_id, i in sorted(refs.items())
+            }
 
     def versions(self, record_type: str, at: datetime | None = None) -> list[Version]:
         """Every version of every object of a type, as known at `at` (default now).
@@ -84,23 +83,25 @@ class Truth:
         """
         rt = self._check(record_type)
         tl = self._timeline
-        by_object: dict[str, list[Version]] = {
-            object_id: [Version(object_id, None, None, False, orjson.loads(raw), None)]
-            for object_id, raw in tl.initial[record_type].items()
-        }
+        initial = tl.initial[record_type]
+        # Per object: the event indexes that made its versions (None = the initial world).
+        made_by: dict[str, list[int | None]] = {object_id: [None] for object_id in initial}
         for i in range(self._count(at)):
-            if tl.record_type[i] != rt:
-                continue
-            object_id = tl.object_ids[i]
-            when = _utc(tl.created[i])
-            chain = by_object.setdefault(object_id, [])
-            if chain:
-                last = chain[-1]
-                chain[-1] = Version(
-                    object_id, last.valid_from, when, last.is_deleted, last.record, last.event_id
-                )
-            record = orjson.loads(tl.object_bytes(i))
-            chain.append(
-                Version(object_id, when, None, tl.action[i] == _DELETED, record, tl.ids[i])
-            )
-        return [version for object_id in sorted(by_object) for version in by_object[object_id]]
+            if tl.record_type[i] == rt:
+                made_by.setdefault(tl.object_ids[i], []).append(i)
+        out = []
+        with paused_gc():
+            for object_id in sorted(made_by):
+                chain = made_by[object_id]
+                for n, i in enumerate(chain):
+                    following = chain[n + 1] if n + 1 < len(chain) else None
+                    valid_to = None if following is None else _utc(tl.created[following])
+                    if i is None:
+                        record = orjson.loads(initial[object_id])
+                        out.append(Version(object_id, None, valid_to, False, record, None))
+                        continue
+                    record = orjson.loads(tl.object_bytes(i))
+                    deleted = tl.action[i] == _DELETED
+                    valid_from = _utc(tl.created[i])
+                    out.append(Version(object_id, valid_from, valid_to, deleted, record, tl.ids[i]))
+        return out
