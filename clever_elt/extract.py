@@ -151,7 +151,7 @@ class _Run:
         district = self.result.district
         anchor = self.client.newest_event_id()
         taken = new_taken()
-        log.info("taking a %s baseline of district %s (anchor event %s)", reason, district, anchor)
+        log.info("taking a baseline (%s) of district %s; anchor event %s", reason, district, anchor)
         counts = {}
         for record_type in spec.record_types():
             counts[record_type] = 0

@@ -11,6 +11,7 @@ import random
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from email.utils import parsedate_to_datetime
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
@@ -20,7 +21,7 @@ import requests
 import urllib3
 
 from clever_elt.api.errors import CleverAuthError, CleverError, CleverNotFoundError
-from clever_elt.api.paging import Prefetcher
+from clever_elt.api.paging import Prefetcher, submitted_ahead
 from clever_elt.envelope import PageDecodeError, next_page_uri
 from clever_elt.settings import check_base_url
 
@@ -28,6 +29,7 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
+# Clever's largest page; a larger `limit` is answered 413 (and the client halves it).
 MAX_PAGE_SIZE = 10_000
 _RETRY_STATUSES = frozenset({500, 502, 503, 504})
 # Large pages time out at Clever's gateway; a second 502/504 in a row means "ask for less".
@@ -40,7 +42,7 @@ class CleverClient:
     """One district token against one Clever API base URL (`https://api.clever.com/v3.1`).
 
     `sleep` is injectable so tests exercise backoff and rate-limit waits without waiting.
-    Page bodies are prefetched on a background thread while the caller decodes the previous one.
+    List pages download ahead and decode on worker threads while the caller handles the last one.
     """
 
     def __init__(
@@ -55,11 +57,12 @@ class CleverClient:
         max_backoff_s: float = 30.0,
         sleep: Callable[[float], None] = time.sleep,
         prefetch: int = 2,
+        decode_workers: int = 2,
     ):
         if not token:
             raise CleverAuthError("no Clever API token was given (set CLEVER_API_TOKEN)")
-        if not 1 <= page_size <= MAX_PAGE_SIZE:
-            raise ValueError(f"page_size must be between 1 and {MAX_PAGE_SIZE}, got {page_size}")
+        if page_size < 1:
+            raise ValueError(f"page_size must be at least 1, got {page_size}")
         self.base_url = check_base_url(base_url)
         self.page_size = page_size
         self.timeout = timeout
@@ -67,6 +70,7 @@ class CleverClient:
         self.backoff_s = backoff_s
         self.max_backoff_s = max_backoff_s
         self.prefetch = prefetch
+        self.decode_workers = decode_workers
         self._sleep = sleep
         self._random = random.Random()
         self._token = token
@@ -132,29 +136,36 @@ class CleverClient:
     ) -> Iterator[T]:
         """Every page of a list endpoint in order, each passed through `decode(body)`.
 
-        The next page downloads while the caller handles this one. `decode` raises
+        Pages download ahead on one thread and decode on `decode_workers` threads (so `decode`
+        must be thread-safe) while the caller handles the page just yielded. `decode` raises
         PageDecodeError for a body that is not a complete page; that page is fetched again.
         The stream ends at a page with no `next` link or no data (that page is yielded too).
         """
         url: str | None = self._url(path, {**(params or {}), "limit": self.page_size})
-        while url is not None:
-            restart_at = None
-            with Prefetcher(self._fetch_page, url, self.prefetch) as bodies:
-                for page_url, body, next_uri in bodies:
-                    try:
-                        page = decode(body)
-                    except PageDecodeError:
-                        page, fresh_next = self._fetch(
-                            page_url, paged=True, check=lambda b: (decode(b), next_page_uri(b))
-                        )
-                        if fresh_next != next_uri:
-                            # The damaged body still showed a plausible `next`: the prefetch
-                            # thread followed the wrong link, so continue from the right one.
-                            restart_at = fresh_next
-                    yield page
-                    if restart_at is not None:
-                        break
-            url = self._link(restart_at) if restart_at is not None else None
+        with ThreadPoolExecutor(self.decode_workers, thread_name_prefix="clever-decode") as pool:
+            while url is not None:
+                restart_at = None
+                with Prefetcher(self._fetch_page, url, self.prefetch) as bodies:
+                    # One more page in flight than workers: they decode while the caller
+                    # handles the page just yielded.
+                    decoded = submitted_ahead(
+                        bodies, lambda body: pool.submit(decode, body), self.decode_workers + 1
+                    )
+                    for page_url, next_uri, future in decoded:
+                        try:
+                            page = future.result()
+                        except PageDecodeError:
+                            page, fresh_next = self._fetch(
+                                page_url, paged=True, check=lambda b: (decode(b), next_page_uri(b))
+                            )
+                            if fresh_next != next_uri:
+                                # The damaged body still showed a plausible `next`: the prefetch
+                                # thread followed the wrong link, so go on from the right one.
+                                restart_at = fresh_next
+                        yield page
+                        if restart_at is not None:
+                            break
+                url = self._link(restart_at) if restart_at is not None else None
 
     def _fetch_page(self, url: str) -> tuple[str, bytes, str | None, str | None]:
         body, next_uri = self._fetch(url, paged=True, check=lambda b: (b, next_page_uri(b)))
@@ -241,7 +252,8 @@ class CleverClient:
                 self.max_attempts - 1,
                 delay,
             )
-            self._sleep(delay)
+            if delay > 0:
+                self._sleep(delay)
         raise CleverError(f"GET {shown} failed {self.max_attempts} times; last: {reason}")
 
     def _get(self, url: str) -> tuple[int, Mapping[str, str], bytes]:

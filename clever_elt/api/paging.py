@@ -1,14 +1,16 @@
-"""Download-ahead for paged endpoints: a background thread fetches page after page by `next` link
-while the caller works on the previous one, at most `depth` bodies ahead (bounded memory).
+"""Working ahead on paged endpoints: a thread downloads page after page by `next` link, at most
+`depth` bodies ahead (bounded memory), and decoding is submitted a few pages ahead, in order.
 
-Only threads and a queue here; fetching, retrying and reading the link are the client's.
+Only threads and queues here; fetching, retrying and reading the link are the client's.
 """
 
 from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Callable, Iterator
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future
 from dataclasses import dataclass
 
 # fetch(url) -> (url fetched, body, next link as sent, next URL to fetch or None)
@@ -79,3 +81,18 @@ class Prefetcher:
                 self._queue.get_nowait()
             except queue.Empty:
                 return
+
+
+def submitted_ahead(
+    bodies: Iterable[tuple[str, bytes, str | None]],
+    submit: Callable[[bytes], Future],
+    depth: int,
+) -> Iterator[tuple[str, str | None, Future]]:
+    """`(url, next_uri, future)` in page order, with up to `depth` bodies submitted ahead."""
+    pending: deque[tuple[str, str | None, Future]] = deque()
+    for url, body, next_uri in bodies:
+        pending.append((url, next_uri, submit(body)))
+        if len(pending) >= depth:
+            yield pending.popleft()
+    while pending:
+        yield pending.popleft()

@@ -7,20 +7,19 @@ files, so a crash mid-baseline leaves files that nothing reads.
 from __future__ import annotations
 
 import re
-import threading
 import uuid
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-import duckdb
 import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from clever_elt.envelope import PageDecodeError, next_page_uri
+from clever_elt.envelope import next_page_uri
 from clever_elt.lake.layout import Lake, atomic_path, write_bytes_atomic
+from clever_elt.lake.pagesql import PageQuery
 
 SNAPSHOT_SCHEMA = pa.schema(
     [
@@ -33,7 +32,7 @@ SNAPSHOT_SCHEMA = pa.schema(
 # Same approach as the events decoder: one parse of the body, one per item, no typed structs.
 _DECODE_SQL = """
 with items as (
-    select unnest(json_extract($body, '$.data[*]')) as item
+    select unnest(json_extract(body, '$.data[*]')) as item from page_body
 ),
 
 fields as (
@@ -71,22 +70,14 @@ class RecordPage:
 
 class RecordPageDecoder:
     """Decodes Data-API list pages (`{"data": [{"data": record, "uri": ...}], "links": [...]}`);
-    each thread that calls it gets its own DuckDB connection."""
+    safe to call from several threads at once."""
 
     def __init__(self) -> None:
-        self._local = threading.local()
+        self._query = PageQuery(_DECODE_SQL)
 
     def __call__(self, body: bytes) -> RecordPage:
         next_uri = next_page_uri(body)
-        con = getattr(self._local, "con", None)
-        if con is None:
-            con = self._local.con = duckdb.connect(":memory:")
-        params = {"body": body.decode("utf-8", errors="replace")}
-        try:
-            table = con.sql(_DECODE_SQL, params=params).to_arrow_table()
-        except duckdb.Error as exc:
-            raise PageDecodeError(f"response is not a complete list page: {exc}") from exc
-        return RecordPage(table.cast(SNAPSHOT_SCHEMA), next_uri)
+        return RecordPage(self._query(body).cast(SNAPSHOT_SCHEMA), next_uri)
 
 
 def new_taken() -> str:

@@ -1,0 +1,158 @@
+"""Extraction speed against the simulator on loopback, beside a bare download of the same pages.
+
+The simulator runs as its own process (`clever-elt demo-server`) so its memory is not counted; the
+extraction runs in a child process whose peak RSS is read from the kernel when it exits.
+
+    .venv/bin/python benchmarks/extract_benchmark.py              # about 1,000,000 events
+    .venv/bin/python benchmarks/extract_benchmark.py --events 50000
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import orjson
+import requests
+
+from clever_elt.envelope import next_page_uri
+
+log = logging.getLogger("extract_benchmark")
+
+TOKEN = "BENCH_TOKEN"
+# Retention keeps about 60% of a default simulator timeline visible at its default clock.
+RETAINED_FRACTION = 0.6
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=1_000_000, help="about this many events")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--page-size", type=int, default=10_000)
+    parser.add_argument("--child", nargs=3, metavar=("BASE_URL", "DATA_DIR", "PAGE_SIZE"),
+                        help=argparse.SUPPRESS)  # fmt: skip
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    if args.child:
+        return _extract_child(*args.child)
+
+    scale = math.ceil(args.events / RETAINED_FRACTION)
+    with _server(scale, args.seed) as base_url, tempfile.TemporaryDirectory() as data_dir:
+        bare_before = _bare_download(base_url, args.page_size)
+        extract, peak_rss = _extract_in_child(base_url, data_dir, args.page_size)
+        bare_after = _bare_download(base_url, args.page_size)
+
+    events = extract["events_written"]
+    bare_s = min(bare_before["seconds"], bare_after["seconds"])
+    extract_rate = events / extract["duration_s"]
+    bare_rate = bare_before["events"] / bare_s
+    report = {
+        "events": events,
+        "pages": extract["pages"],
+        "extract_seconds": round(extract["duration_s"], 2),
+        "extract_events_per_s": round(extract_rate),
+        "events_pull_seconds": round(extract["pull_s"], 2),
+        "events_pull_events_per_s": round(events / extract["pull_s"]),
+        "baseline_seconds": round(extract["duration_s"] - extract["pull_s"], 2),
+        "bare_download_seconds": [
+            round(bare_before["seconds"], 2),
+            round(bare_after["seconds"], 2),
+        ],
+        "bare_download_events_per_s": round(bare_rate),
+        "ratio_extract_to_bare": round(extract_rate / bare_rate, 3),
+        "peak_rss_mib": round(peak_rss / 2**20, 1),
+        "lake_mib": round(extract["bytes_written"] / 2**20, 1),
+    }
+    sys.stdout.write(orjson.dumps(report, option=orjson.OPT_INDENT_2).decode() + "\n")
+    return 0
+
+
+class _server:
+    """`clever-elt demo-server` on a free loopback port, stopped with SIGTERM on exit."""
+
+    def __init__(self, scale: int, seed: int):
+        self.scale, self.seed = scale, seed
+
+    def __enter__(self) -> str:
+        command = [sys.executable, "-m", "clever_elt.cli", "demo-server", "--port", "0"]
+        command += ["--scale", str(self.scale), "--seed", str(self.seed), "--token", TOKEN]
+        log.info("starting the simulator (scale %d); generating takes a while", self.scale)
+        self.process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+        for line in self.process.stdout:
+            if line.startswith("CLEVER_API_BASE_URL="):
+                return line.strip().split("=", 1)[1]
+        raise RuntimeError("the simulator exited before printing its URL")
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=60)
+
+
+def _bare_download(base_url: str, page_size: int) -> dict:
+    """The floor: GET every events page by its `next` link; no parsing beyond the link."""
+    session = requests.Session()
+    session.headers["Authorization"] = f"Bearer {TOKEN}"
+    origin = base_url.rsplit("/v3.1", 1)[0]
+    url: str | None = f"{base_url}/events?limit={page_size}"
+    pages = nbytes = events = 0
+    started = time.perf_counter()
+    while url:
+        with session.get(url, stream=True, timeout=(5, 120)) as response:
+            response.raise_for_status()
+            body = response.raw.read()
+        pages += 1
+        nbytes += len(body)
+        events += body.count(b'"uri":"/v3.1/events/')
+        link = next_page_uri(body)
+        url = origin + link if link else None
+    seconds = time.perf_counter() - started
+    log.info("bare download: %d events, %d pages, %.0f MB in %.1fs", events, pages, nbytes / 1e6,
+             seconds)  # fmt: skip
+    return {"events": events, "seconds": seconds}
+
+
+def _extract_in_child(base_url: str, data_dir: str, page_size: int) -> tuple[dict, int]:
+    command = [sys.executable, __file__, "--child", base_url, data_dir, str(page_size)]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE)
+    output = process.stdout.read()
+    _, status, usage = os.wait4(process.pid, 0)
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise RuntimeError("the extraction failed")
+    return orjson.loads(output), usage.ru_maxrss * 1024  # ru_maxrss is in KiB on Linux
+
+
+def _extract_child(base_url: str, data_dir: str, page_size: str) -> int:
+    from clever_elt.api import CleverClient
+    from clever_elt.extract import extract
+    from clever_elt.lake.layout import Lake
+
+    baseline_done = [time.monotonic()]
+
+    def progress(pages: int, events: int) -> None:
+        # Baseline pages come first and carry no events: the last of them ends the baseline.
+        if not events:
+            baseline_done[0] = time.monotonic()
+
+    with CleverClient(base_url, TOKEN, page_size=int(page_size)) as client:
+        result = extract(client, Lake(Path(data_dir) / "lake"), progress=progress)
+    pull_s = time.monotonic() - baseline_done[0]
+    report = {
+        "events_written": result.events_written,
+        "pages": result.pages,
+        "duration_s": result.duration_s,
+        "pull_s": pull_s,
+        "bytes_written": result.bytes_written,
+    }
+    sys.stdout.write(orjson.dumps(report).decode())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
