@@ -20,12 +20,13 @@ from typing import Any
 
 import orjson
 
+from clever_elt import spec
 from clever_elt.simulator import world
 from clever_elt.simulator.world import MISSING, Record, Roster, choose, randint
 
-RECORD_TYPES = ("districts", "schools", "terms", "courses", "users", "sections", "resources")
-ACTIONS = ("created", "updated", "deleted")
-USER_ROLES = ("student", "teacher", "staff", "district_admin", "contact")
+RECORD_TYPES = spec.record_types()
+ACTIONS = spec.ACTIONS
+USER_ROLES = tuple(spec.record_properties("users")["roles"]["properties"])
 ROLE_BITS = {role: 1 << i for i, role in enumerate(USER_ROLES)}
 SCALES = {"tiny": 3_000, "demo": 20_000}
 # Event ids keep a 3-byte counter: beyond this many events it could wrap within one second.
@@ -171,9 +172,15 @@ class _Generator:
         self._created_cache: dict[int, bytes] = {}
         self._user_edits = {role: Weighted(edits) for role, edits in world.USER_EDITS.items()}
         self._record_edits = {rt: Weighted(edits) for rt, edits in world.RECORD_EDITS.items()}
-        self._update_role = Weighted(list(zip((70, 12, 4, 2, 12), USER_ROLES, strict=True)))
-        self._create_role = Weighted(list(zip((70, 10, 4, 1, 15), USER_ROLES, strict=True)))
-        self._delete_role = Weighted(list(zip((70, 8, 4, 0, 18), USER_ROLES, strict=True)))
+        self._update_role = Weighted(
+            ((70, "student"), (12, "teacher"), (4, "staff"), (2, "district_admin"), (12, "contact"))
+        )
+        self._create_role = Weighted(
+            ((70, "student"), (10, "teacher"), (4, "staff"), (1, "district_admin"), (15, "contact"))
+        )
+        self._delete_role = Weighted(
+            ((70, "student"), (8, "teacher"), (4, "staff"), (18, "contact"))
+        )
         self.timeline: Timeline
 
     # ---- the world before the first event --------------------------------------------------
