@@ -1,0 +1,207 @@
+"""What every benchmark step shares: the simulator as a `clever-elt demo-server` child process
+(clock and truth through its `/_sim/` endpoints) and one way to run a contender as a child process
+while measuring its wall time and peak resident memory. Knows nothing of any contender's internals.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+from urllib.parse import quote
+
+import psutil
+import requests
+
+log = logging.getLogger(__name__)
+
+# Share of a timeline's events that a first sync downloads at the simulator's default clock: the
+# timeline's first days are already past retention and its last days are still to come. Measured
+# for seeds 1-3 at scales 5e4..2e5 (0.676-0.681); the run reports the exact count it synced.
+RETAINED_SHARE = 0.678
+STARTUP_TIMEOUT_S = 600.0
+SAMPLE_INTERVAL_S = 0.05
+
+
+def scale_for(events: int) -> int:
+    """The `--scale` whose first sync has about `events` events to download."""
+    return max(100, round(events / RETAINED_SHARE))
+
+
+class SimulatorProcess:
+    """A `clever-elt demo-server` child on a free loopback port; use as a context manager."""
+
+    def __init__(self, seed: int, scale: int, token: str, log_path: Path):
+        self.seed = seed
+        self.scale = scale
+        self.token = token
+        self.log_path = log_path
+        self.base_url = ""
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._http = requests.Session()
+
+    def __enter__(self) -> SimulatorProcess:
+        argv = [
+            *clever_elt_command(),
+            "demo-server",
+            "--host=127.0.0.1",
+            "--port=0",
+            f"--seed={self.seed}",
+            f"--scale={self.scale}",
+            f"--token={self.token}",
+        ]
+        with self.log_path.open("wb") as stderr:
+            self._proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=stderr)
+        self.base_url = self._read_base_url()
+        return self
+
+    def _read_base_url(self) -> str:
+        assert self._proc is not None and self._proc.stdout is not None
+        deadline = time.monotonic() + STARTUP_TIMEOUT_S
+        while time.monotonic() < deadline:
+            line = self._proc.stdout.readline().decode().strip()
+            if line.startswith("CLEVER_API_BASE_URL="):
+                return line.split("=", 1)[1]
+            if not line and self._proc.poll() is not None:
+                break
+        self.close()
+        raise RuntimeError(f"the simulator did not start; see {self.log_path}")
+
+    @property
+    def admin_url(self) -> str:
+        return self.base_url.rsplit("/v3.1", 1)[0] + "/_sim"
+
+    def _admin(self, method: str, path: str) -> dict[str, Any]:
+        response = self._http.request(method, f"{self.admin_url}/{path}", timeout=600)
+        response.raise_for_status()
+        return response.json()
+
+    def state(self) -> dict[str, Any]:
+        return self._admin("GET", "state")
+
+    def advance(self, events: int) -> dict[str, Any]:
+        return self._admin("POST", f"advance?events={events}")
+
+    def set_now(self, when: str) -> dict[str, Any]:
+        return self._admin("POST", f"now?now={quote(when)}")
+
+    def write_truth(self, record_type: str, path: Path) -> Path:
+        """Writes the live records of `record_type` at the current clock as one JSON array."""
+        response = self._http.get(f"{self.admin_url}/truth/{record_type}", timeout=600)
+        response.raise_for_status()
+        body = response.content  # {"data":[...]}
+        path.write_bytes(body[body.index(b"[") : body.rindex(b"]") + 1])
+        return path
+
+    def close(self) -> None:
+        if self._proc is None:
+            return
+        if self._proc.poll() is None:
+            self._proc.terminate()
+            try:
+                self._proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait()
+        if self._proc.stdout is not None:
+            self._proc.stdout.close()
+        self._proc = None
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+def clever_elt_command() -> list[str]:
+    """`clever-elt` as this interpreter runs it (works without the venv's bin/ on PATH)."""
+    return [sys.executable, "-m", "clever_elt.cli"]
+
+
+@dataclass
+class Measurement:
+    """One child process: wall time, exit code, peak RSS of its largest process (exact, from the
+    kernel at exit) and the sampled peak of the RSS summed over its whole process tree."""
+
+    argv: list[str]
+    returncode: int
+    wall_s: float
+    peak_rss_bytes: int
+    peak_tree_rss_bytes: int
+    log_path: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def log_tail(self, lines: int = 30) -> str:
+        text = Path(self.log_path).read_text(errors="replace").splitlines()
+        return "\n".join(text[-lines:])
+
+
+class _TreeSampler(threading.Thread):
+    """Polls the RSS summed over a process and its descendants; keeps the maximum."""
+
+    def __init__(self, pid: int):
+        super().__init__(daemon=True, name=f"rss-{pid}")
+        self.peak = 0
+        self._root = psutil.Process(pid)
+        self._done = threading.Event()
+
+    def run(self) -> None:
+        while not self._done.wait(SAMPLE_INTERVAL_S):
+            try:
+                procs = [self._root, *self._root.children(recursive=True)]
+            except psutil.NoSuchProcess:
+                return
+            total = 0
+            for proc in procs:
+                try:
+                    total += proc.memory_info().rss
+                except psutil.NoSuchProcess:
+                    continue
+            self.peak = max(self.peak, total)
+
+    def stop(self) -> None:
+        self._done.set()
+        self.join()
+
+
+def measure(argv: list[str], env: dict[str, str], log_path: Path, cwd: Path | None = None):
+    """Run `argv` to completion with its output in `log_path`; returns a `Measurement`."""
+    log.info("running %s", " ".join(argv))
+    with log_path.open("wb") as out:
+        started = time.perf_counter()
+        proc = subprocess.Popen(argv, env=env, cwd=cwd, stdout=out, stderr=subprocess.STDOUT)
+        sampler = _TreeSampler(proc.pid)
+        sampler.start()
+        # wait4 rather than Popen.wait: it hands back this child's own rusage, whose ru_maxrss
+        # (KiB on Linux) is the peak of the child or of the largest descendant it waited for.
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - started
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        sampler.stop()
+    return Measurement(
+        argv=argv,
+        returncode=proc.returncode,
+        wall_s=wall,
+        peak_rss_bytes=usage.ru_maxrss * 1024,
+        peak_tree_rss_bytes=sampler.peak,
+        log_path=str(log_path),
+    )
+
+
+def child_env(**extra: str) -> dict[str, str]:
+    """The environment for a contender: ours, without any Clever settings, plus `extra`."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CLEVER_")}
+    env.update(extra)
+    return env
