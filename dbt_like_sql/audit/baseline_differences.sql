@@ -2,8 +2,9 @@
 -- grain: district, taken, record_type, id
 -- description: One row per object on which a baseline and the events disagree at the baseline's
 -- anchor (district, taken, record_type, id): the fields that differ, or which side lacks the
--- object. For a resync only events from the first retained one on are evidence.
-with baselines as (
+-- object. Events across a gap are no evidence: a resync's start with its first retained event, a
+-- baseline's end where a later resync's start.
+with manifests as (
     select
         district,
         taken,
@@ -11,6 +12,17 @@ with baselines as (
         coalesce(anchor_event_id, '000000000000000000000000') as anchor_event_id,
         case when reason = 'resync' then first_retained_event_id end as evidence_from
     from raw.baselines
+),
+
+baselines as (
+    select
+        manifests.*,
+        (
+            select min(later.evidence_from)
+            from manifests as later
+            where later.district = manifests.district and later.taken > manifests.taken
+        ) as evidence_until
+    from manifests
 ),
 
 snapshots as (
@@ -43,7 +55,8 @@ pairs as (
         baselines.taken,
         baselines.reason,
         baselines.anchor_event_id,
-        baselines.evidence_from
+        baselines.evidence_from,
+        baselines.evidence_until
     from objects
     inner join baselines using (district)
 ),
@@ -86,7 +99,7 @@ event_says as (
         *,
         case
             when last_event_id >= coalesce(evidence_from, '') then 'last'
-            when next_event_id is not null then 'next'
+            when next_event_id < coalesce(evidence_until, 'g') then 'next'
         end as evidence
     from with_next
 ),

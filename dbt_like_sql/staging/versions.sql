@@ -131,14 +131,16 @@ with_next as (
 -- What each step says the object looks like afterwards. An initial baseline only counts for an
 -- object it is the first news of (events already told the rest), unless the object's next event
 -- creates it: then the baseline raced with that creation. A resync step takes the state at the
--- resume time from the object's next event, or else from the new baseline.
+-- resume time from the object's next event, or else from the new baseline; when that next event
+-- creates the object, nothing tells whether it lived at the resume time (a re-share) or not (a
+-- delete in the gap), so the step says nothing.
 step_states as (
     select
         *,
         case
             when step = 'event' then action <> 'deleted'
             when step = 'baseline' then true
-            when next_step = 'event' then next_action <> 'created'
+            when next_step = 'event' then true
             else in_baseline
         end as live,
         case
@@ -164,8 +166,12 @@ step_states as (
         end as state_taken
     from with_next
     where
-        step <> 'baseline'
-        or position = 1 and not coalesce(next_step = 'event' and next_action = 'created', false)
+        step = 'event'
+        or step = 'baseline'
+        and position = 1
+        and not coalesce(next_step = 'event' and next_action = 'created', false)
+        or step = 'resync'
+        and not coalesce(next_step = 'event' and next_action = 'created', false)
 ),
 
 with_previous as (
