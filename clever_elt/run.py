@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from clever_elt.definitions import build_definitions
+from clever_elt.defs.build import build_definitions
 from clever_elt.defs.schedules import SYNC_JOB
 from clever_elt.settings import Settings, SettingsError
 

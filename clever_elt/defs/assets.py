@@ -8,6 +8,7 @@ from collections.abc import Iterator
 import dagster as dg
 from dagster_duckdb import DuckDBResource
 
+from clever_elt.api import CleverAuthError, CleverError, CleverNotFoundError
 from clever_elt.defs.metadata import (
     check_result,
     cursor_age_outcome,
@@ -31,7 +32,8 @@ RAW_TABLES = {
 RAW_EVENTS_KEY = dg.AssetKey(["raw", "events"])
 # A failure of these makes every table built on top wrong, so downstream assets wait for them.
 BLOCKING_CHECKS = {"grain_unique", "event_id_unique", "intervals_do_not_overlap"}
-TRANSIENT_RETRY = dg.RetryPolicy(max_retries=3, delay=30, backoff=dg.Backoff.EXPONENTIAL)
+TRANSIENT_RETRIES = 3
+TRANSIENT_WAIT_S = 60
 PROGRESS_EVERY_PAGES = 10
 
 
@@ -45,7 +47,6 @@ def _check_specs(key: dg.AssetKey, names: list[str]) -> list[dg.AssetCheckSpec]:
     kinds={"parquet"},
     description="The Parquet lake of Clever events (one row per event, full JSON kept) and "
     "Data-API baselines; each run appends what is new after the cursor.",
-    retry_policy=TRANSIENT_RETRY,
     check_specs=[dg.AssetCheckSpec("cursor_fresh", asset=EXTRACT_KEY)],
 )
 def clever_events(
@@ -55,8 +56,17 @@ def clever_events(
         if pages % PROGRESS_EVERY_PAGES == 0:
             context.log.info(f"extract: {pages} pages, {events:,} events")
 
-    with data_dir_lock(data_dir.root), clever.client(data_dir.root) as client:
-        result = extract(client, data_dir.lake, progress=progress)
+    try:
+        with data_dir_lock(data_dir.root), clever.client(data_dir.root) as client:
+            result = extract(client, data_dir.lake, progress=progress)
+    except (CleverAuthError, CleverNotFoundError):
+        raise  # a refused token or a wrong URL does not mend itself
+    except CleverError as exc:
+        # The client already retried; the API may be back in a minute. Nothing half-done is lost:
+        # the cursor is whatever the lake durably holds.
+        raise dg.RetryRequested(
+            max_retries=TRANSIENT_RETRIES, seconds_to_wait=TRANSIENT_WAIT_S
+        ) from exc
     if result.gap:
         context.log.warning(
             f"cursor {result.cursor_before} had expired: events were missed; a resync baseline "

@@ -1,0 +1,96 @@
+"""`clever-elt run` as a newcomer and cron use it, and the analyst notebook on what it built."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+
+REPO = Path(__file__).resolve().parents[1]
+NOTEBOOK = REPO / "notebooks" / "roster_analysis.ipynb"
+
+
+def _run(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "clever_elt.cli", *args],
+        env={**os.environ, "COLUMNS": "200", **env},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+def _env(data_dir: Path, **extra: str) -> dict[str, str]:
+    env = {"CLEVER_ELT_DATA_DIR": str(data_dir), **extra}
+    return env
+
+
+@pytest.fixture(scope="module")
+def demo_data_dir(tmp_path_factory) -> Path:
+    """A data directory after one demo sync (no token: the built-in simulator)."""
+    data_dir = tmp_path_factory.mktemp("demo") / "data"
+    env = {k: v for k, v in os.environ.items() if k != "CLEVER_API_TOKEN"}
+    result = subprocess.run(
+        [sys.executable, "-m", "clever_elt.cli", "run"],
+        env={**env, "CLEVER_ELT_DATA_DIR": str(data_dir), "COLUMNS": "200"},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "new events:" in result.stderr
+    assert "clever.users_history" in result.stderr
+    return data_dir
+
+
+def test_demo_run_builds_every_table_and_says_so(demo_data_dir):
+    assert (demo_data_dir / "warehouse.duckdb").exists()
+    assert list((demo_data_dir / "lake" / "events").glob("district=*/date=*/part-*.parquet"))
+
+
+def test_run_with_a_refused_token_fails_with_one_clear_line(sim_server, tmp_path):
+    result = _run(
+        _env(tmp_path, CLEVER_API_TOKEN="not-the-token", CLEVER_API_BASE_URL=sim_server.base_url),
+        "run",
+    )
+    assert result.returncode == 1
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1
+    assert "token" in errors[0].lower()
+    assert "not-the-token" not in result.stderr + result.stdout
+
+
+def test_run_with_plain_http_to_a_remote_host_is_refused_before_any_request(tmp_path):
+    result = _run(
+        _env(tmp_path, CLEVER_API_TOKEN="t", CLEVER_API_BASE_URL="http://api.clever.com/v3.1"),
+        "run",
+    )
+    assert result.returncode == 2
+    assert "https" in result.stderr
+    assert not (tmp_path / "lake").exists()
+
+
+def test_help_explains_the_settings():
+    result = _run({}, "run", "--help")
+    assert result.returncode == 0
+    for setting in ("CLEVER_API_TOKEN", "CLEVER_API_BASE_URL", "CLEVER_ELT_DATA_DIR"):
+        assert setting in result.stdout
+
+
+def test_analyst_notebook_executes_on_a_demo_warehouse(demo_data_dir, monkeypatch):
+    monkeypatch.setenv("CLEVER_ELT_DATA_DIR", str(demo_data_dir))
+    notebook = nbformat.read(NOTEBOOK, as_version=4)
+    assert all(not cell.get("outputs") for cell in notebook.cells if cell.cell_type == "code"), (
+        "commit the notebook with outputs stripped"
+    )
+    NotebookClient(
+        notebook, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(REPO)}}
+    ).execute()
+    outputs = [o for cell in notebook.cells for o in cell.get("outputs", [])]
+    assert not [o for o in outputs if o.get("output_type") == "error"]
+    assert any("image/png" in o.get("data", {}) for o in outputs), "the enrollment chart is drawn"

@@ -1,0 +1,260 @@
+"""The Dagster project as a data engineer meets it: definitions, full syncs, checks, the web UI."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+import pytest
+import requests
+
+from clever_elt import spec
+from clever_elt.defs.assets import model_asset
+from clever_elt.defs.build import build_definitions
+from clever_elt.defs.resources import DataDirResource
+from clever_elt.defs.schedules import DAILY_SYNC, SYNC_JOB
+from clever_elt.settings import Settings
+from clever_elt.simulator import Server
+from clever_elt.warehouse import Model
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _settings(server: Server, data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
+    monkeypatch.setenv("CLEVER_API_TOKEN", server.simulator.token)
+    return Settings(token=server.simulator.token, base_url=server.base_url, data_dir=data_dir)
+
+
+def _sync(settings: Settings) -> dg.ExecuteInProcessResult:
+    job = build_definitions(settings).resolve_job_def(SYNC_JOB.name)
+    return job.execute_in_process(instance=dg.DagsterInstance.ephemeral(), raise_on_error=False)
+
+
+def _tables(db: Path) -> dict[str, list[tuple]]:
+    with duckdb.connect(str(db), read_only=True) as con:
+        names = con.sql(
+            "select table_schema || '.' || table_name from information_schema.tables "
+            "where table_schema = 'clever' order by 1"
+        ).fetchall()
+        return {name: con.sql(f"select * from {name} order by all").fetchall() for (name,) in names}
+
+
+def test_definitions_list_every_model_check_and_a_running_daily_schedule():
+    defs = build_definitions(Settings())
+    graph = defs.resolve_asset_graph()
+    keys = {key.to_user_string() for key in graph.get_all_asset_keys()}
+    for record_type in spec.record_types():
+        assert f"clever/{record_type}_current" in keys
+        assert f"clever/{record_type}_history" in keys
+    assert {"lake/clever_events", "raw/events", "raw/snapshots", "raw/baselines"} <= keys
+    checks = {(key.asset_key.to_user_string(), key.name) for key in graph.asset_check_keys}
+    assert ("clever/users_history", "intervals_do_not_overlap") in checks
+    assert ("clever/users_current", "grain_unique") in checks
+    assert ("lake/clever_events", "cursor_fresh") in checks
+    assert ("raw/events", "events_interpretable") in checks
+    schedule = defs.resolve_schedule_def(DAILY_SYNC.name)
+    assert schedule.default_status == dg.DefaultScheduleStatus.RUNNING
+    assert schedule.job_name == SYNC_JOB.name
+
+
+def test_full_sync_twice_is_idempotent_and_reports_metadata(sim_server, tmp_path, monkeypatch):
+    settings = _settings(sim_server, tmp_path, monkeypatch)
+    first = _sync(settings)
+    assert first.success
+    materialized = {
+        event.asset_key.to_user_string(): event.step_materialization_data.materialization.metadata
+        for event in first.get_asset_materialization_events()
+    }
+    extract = materialized["lake/clever_events"]
+    assert extract["events_written"].value > 0
+    assert extract["cursor_after"].value == sim_server.simulator.newest_event_id
+    assert "users" in extract["events_by_type"].value
+    assert materialized["clever/users_current"]["dagster/row_count"].value == len(
+        sim_server.simulator.truth.current("users")
+    )
+    evaluations = first.get_asset_check_evaluations()
+    assert len(evaluations) == len(
+        build_definitions(settings).resolve_asset_graph().asset_check_keys
+    )
+    before = _tables(settings.warehouse_path)
+
+    second = _sync(settings)
+    assert second.success
+    metadata = {
+        event.asset_key.to_user_string(): event.step_materialization_data.materialization.metadata
+        for event in second.get_asset_materialization_events()
+    }
+    assert metadata["lake/clever_events"]["events_written"].value == 0
+    assert metadata["raw/events"]["new_events"].value == 0
+    assert _tables(settings.warehouse_path) == before
+
+
+def test_incremental_sync_after_the_clock_moves_matches_the_truth(
+    sim_server, tmp_path, monkeypatch
+):
+    settings = _settings(sim_server, tmp_path, monkeypatch)
+    assert _sync(settings).success
+    sim_server.simulator.advance(events=500)
+    assert _sync(settings).success
+    with duckdb.connect(str(settings.warehouse_path), read_only=True) as con:
+        for record_type in spec.record_types():
+            ids = {
+                row[0] for row in con.sql(f"select id from clever.{record_type}_current").fetchall()
+            }
+            assert ids == set(sim_server.simulator.truth.current(record_type)), record_type
+
+
+def test_a_failing_blocking_check_stops_downstream_assets(tmp_path):
+    broken = Model(
+        key=("clever", "broken"),
+        kind="table",
+        sql="select 'same-id' as id from range(2)",
+        description="One row per id (it is not: the check must catch it).",
+        grain=("id",),
+        deps=(),
+        path=tmp_path / "broken.sql",
+    )
+    downstream = Model(
+        key=("clever", "after_broken"),
+        kind="table",
+        sql="select * from clever.broken",
+        description="One row per id of clever.broken.",
+        grain=("id",),
+        deps=(("clever", "broken"),),
+        path=tmp_path / "after_broken.sql",
+    )
+    from dagster_duckdb import DuckDBResource
+
+    result = dg.materialize(
+        [model_asset(broken), model_asset(downstream)],
+        resources={
+            "data_dir": DataDirResource(path=str(tmp_path)),
+            "duckdb": DuckDBResource(database=str(tmp_path / "warehouse.duckdb")),
+        },
+        raise_on_error=False,
+    )
+    evaluation = next(
+        e for e in result.get_asset_check_evaluations() if e.check_name == "grain_unique"
+    )
+    assert not evaluation.passed
+    assert evaluation.severity == dg.AssetCheckSeverity.ERROR
+    assert evaluation.metadata["count"].value == 1
+    materialized = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
+    assert materialized == {"clever/broken"}
+    assert not result.success
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def webserver(tmp_path) -> Iterator[str]:
+    port = _free_port()
+    env = {
+        **os.environ,
+        "CLEVER_ELT_DATA_DIR": str(tmp_path / "data"),
+        "DAGSTER_HOME": str(tmp_path / "dagster_home"),
+    }
+    env.pop("CLEVER_API_TOKEN", None)
+    (tmp_path / "dagster_home").mkdir()
+    shutil.copy(REPO / "dagster.yaml", tmp_path / "dagster_home" / "dagster.yaml")
+    command = [sys.executable, "-m", "dagster_webserver", "-w", "workspace.yaml"]
+    process = subprocess.Popen(
+        [*command, "-h", "127.0.0.1", "-p", str(port)],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                if requests.get(f"{url}/server_info", timeout=2).ok:
+                    break
+            except requests.ConnectionError:
+                pass
+            assert process.poll() is None, "dagster-webserver exited during start-up"
+            time.sleep(0.5)
+        else:
+            pytest.fail("dagster-webserver did not answer within 120 s")
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+GRAPHQL = """
+{
+  assetNodes { assetKey { path } assetChecksOrError { ... on AssetChecks { checks { name } } } }
+  repositoriesOrError { ... on RepositoryConnection { nodes { schedules { name scheduleState {
+    status } } } } }
+}
+"""
+
+
+def test_webserver_lists_every_asset_check_and_the_schedule(webserver):
+    answer = requests.post(f"{webserver}/graphql", json={"query": GRAPHQL}, timeout=60).json()
+    nodes = answer["data"]["assetNodes"]
+    keys = {"/".join(node["assetKey"]["path"]) for node in nodes}
+    expected = build_definitions(Settings()).resolve_asset_graph()
+    assert keys == {key.to_user_string() for key in expected.get_all_asset_keys()}
+    checks = {
+        ("/".join(node["assetKey"]["path"]), check["name"])
+        for node in nodes
+        for check in node["assetChecksOrError"].get("checks", [])
+    }
+    assert checks == {
+        (key.asset_key.to_user_string(), key.name) for key in expected.asset_check_keys
+    }
+    schedules = [
+        schedule
+        for repository in answer["data"]["repositoriesOrError"]["nodes"]
+        for schedule in repository["schedules"]
+    ]
+    assert schedules == [{"name": DAILY_SYNC.name, "scheduleState": {"status": "RUNNING"}}]
+
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.mark.skipif(
+    CHROMIUM is None, reason="Debian's chromium is not installed (.ci/run installs it)"
+)
+def test_asset_graph_page_shows_the_assets_in_a_real_browser(webserver, tmp_path):
+    dom = subprocess.run(
+        [
+            CHROMIUM,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            f"--user-data-dir={tmp_path / 'chromium'}",
+            "--virtual-time-budget=30000",
+            "--dump-dom",
+            f"{webserver}/assets",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=True,
+    ).stdout
+    for name in ("users_history", "sections_current", "clever_events"):
+        assert name in dom, json.dumps(dom[-2000:])
