@@ -49,31 +49,28 @@ _DICTIONARY_COLUMNS = [name for name in EVENT_SCHEMA.names if name not in ("raw"
 
 _DECODED_SCHEMA = EVENT_SCHEMA.append(pa.field("event_date", pa.string()))
 
-# One JSON parse of the body lists the items; one parse per item takes its fields and its event
-# text (re-serialized compactly). Parsing the whole page into typed structs is several times slower.
+# One parse per event takes the few fields extraction needs; the event text itself is kept as is.
+# (Parsing whole pages into typed structs is several times slower.)
 _DECODE_SQL = """
-with items as (
-    select unnest(json_extract(body, '$.data[*]')) as item from page_body
-),
+with {page_values},
 
 fields as (
     select
-        item,
-        json_extract_string(
-            item, ['$.data', '$.data.id', '$.data.type', '$.data.created', '$.data.data.object.id']
-        ) as f
-    from items
+        value as event_text,
+        item_kept_whole,
+        json_extract_string(value, ['$.id', '$.type', '$.created', '$.data.object.id']) as f
+    from page_values
 ),
 
 typed as (
     select
-        item,
-        f[1] as event_text,
-        f[2] as id_text,
-        case when regexp_full_match(f[2], '[0-9a-f]{24}') then f[2] end as event_id,
-        f[3] as type,
-        try_cast(f[4] as timestamptz) as created,
-        f[5] as object_id
+        event_text,
+        item_kept_whole,
+        f[1] as id_text,
+        case when regexp_full_match(f[1], '[0-9a-f]{{24}}') then f[1] end as event_id,
+        f[2] as type,
+        try_cast(f[3] as timestamptz) as created,
+        f[4] as object_id
     from fields
 ),
 
@@ -85,18 +82,14 @@ final as (
         split_part(type, '.', 2) as action,
         created,
         object_id,
-        -- An item without an event object is kept whole. (CASE evaluates a branch only for
-        -- the rows that reach it, so json_type runs only for rare malformed items.)
+        event_text as raw,
+        -- CASE evaluates a branch only for the rows that reach it, so json_type runs only for
+        -- the rare malformed event.
         case
-            when id_text is not null then event_text
-            when json_type(item, '$.data') = 'OBJECT' then event_text
-            else item
-        end as raw,
-        case
+            when item_kept_whole then 'list item has no event object'
             when id_text is null then
                 case
-                    when json_type(item, '$.data') = 'OBJECT'
-                        then 'event id missing or not a 24-hex id'
+                    when json_type(event_text) = 'OBJECT' then 'event id missing or not a 24-hex id'
                     else 'list item has no event object'
                 end
             when event_id is null then 'event id missing or not a 24-hex id'

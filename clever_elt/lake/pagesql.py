@@ -1,7 +1,8 @@
-"""Running a DuckDB query over one response body: shared by the event and record page decoders.
+"""Running a DuckDB query over the items of one list page: shared by the event and record decoders.
 
-The body reaches DuckDB as an Arrow string (validated UTF-8, no copy into a Python str), and each
-thread gets its own in-memory connection so decoders can run on several threads at once.
+The query reads `page_values(value, item_kept_whole)`: each list item's `data` as JSON text, or the
+whole item (flagged) when it has no `data` key, so nothing is dropped. The body reaches DuckDB as
+an Arrow string (validated UTF-8, no Python str); each thread gets its own connection.
 """
 
 from __future__ import annotations
@@ -14,12 +15,29 @@ import pyarrow as pa
 
 from clever_elt.envelope import PageDecodeError
 
+# One wildcard path serializes every item's `data` in one pass, but silently skips items without
+# a `data` key; an item count (one more parse, far cheaper than serializing twice) tells.
+_DATA_VALUES = """
+page_values as (
+    select unnest(json_extract(body, '$.data[*].data')) as value, false as item_kept_whole
+    from page_body
+)"""
+_ITEM_COUNT = "select json_array_length(body, '$.data') from page_body"
+_EVERY_ITEM = """
+page_values as (
+    select
+        coalesce(json_extract(item, '$.data'), item) as value,
+        json_extract(item, '$.data') is null as item_kept_whole
+    from (select unnest(json_extract(body, '$.data[*]')) as item from page_body)
+)"""
+
 
 class PageQuery:
-    """One SQL query that reads the body as `page_body.body`; `__call__(body, **params)`."""
+    """A query over `page_values`, written as `with {page_values}, ... select ...`."""
 
     def __init__(self, sql: str):
-        self._sql = sql
+        self._fast = sql.format(page_values=_DATA_VALUES)
+        self._whole = sql.format(page_values=_EVERY_ITEM)
         self._local = threading.local()
 
     def __call__(self, body: bytes, **params: Any) -> pa.Table:
@@ -31,7 +49,10 @@ class PageQuery:
             con.execute("SET threads = 1")
         con.register("page_body", pa.table({"body": _text(body)}))
         try:
-            return con.sql(self._sql, params=params).to_arrow_table()
+            table = con.sql(self._fast, params=params).to_arrow_table()
+            if table.num_rows != con.sql(_ITEM_COUNT).fetchall()[0][0]:
+                table = con.sql(self._whole, params=params).to_arrow_table()
+            return table
         except duckdb.Error as exc:
             raise PageDecodeError(f"response is not a complete list page: {exc}") from exc
         finally:

@@ -29,31 +29,21 @@ SNAPSHOT_SCHEMA = pa.schema(
     ]
 )
 
-# Same approach as the events decoder: one parse of the body, one per item, no typed structs.
+# Same approach as the events decoder: one parse per record for its id, the text kept as is.
 _DECODE_SQL = """
-with items as (
-    select unnest(json_extract(body, '$.data[*]')) as item from page_body
-),
-
-fields as (
-    select item, json_extract_string(item, ['$.data', '$.data.id']) as f from items
-),
+with {page_values},
 
 final as (
     select
-        f[2] as object_id,
-        -- An item without a record object is kept whole.
+        json_extract_string(value, '$.id') as object_id,
+        value as raw,
         case
-            when f[2] is not null then f[1]
-            when json_type(item, '$.data') = 'OBJECT' then f[1]
-            else item
-        end as raw,
-        case
-            when f[2] is not null then null
-            when json_type(item, '$.data') = 'OBJECT' then 'record has no id'
+            when item_kept_whole then 'list item has no record object'
+            when json_extract_string(value, '$.id') is not null then null
+            when json_type(value) = 'OBJECT' then 'record has no id'
             else 'list item has no record object'
         end as problem
-    from fields
+    from page_values
 )
 
 select * from final
