@@ -5,6 +5,7 @@ while measuring its wall time and peak resident memory. Knows nothing of any con
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import subprocess
@@ -28,6 +29,7 @@ log = logging.getLogger(__name__)
 RETAINED_SHARE = 0.678
 STARTUP_TIMEOUT_S = 600.0
 SAMPLE_INTERVAL_S = 0.05
+DEFAULT_MEMORY_CAP = 6 * 1024**3
 
 
 def scale_for(events: int) -> int:
@@ -139,6 +141,7 @@ class Measurement:
     peak_rss_bytes: int
     peak_tree_rss_bytes: int
     log_path: str
+    killed_at_memory_cap: int | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -149,11 +152,15 @@ class Measurement:
 
 
 class _TreeSampler(threading.Thread):
-    """Polls the RSS summed over a process and its descendants; keeps the maximum."""
+    """Polls the RSS summed over a process and its descendants; keeps the maximum, and kills the
+    tree once it passes `cap_bytes` (the machine is shared: better a failed step than the kernel's
+    OOM killer picking some other process)."""
 
-    def __init__(self, pid: int):
+    def __init__(self, pid: int, cap_bytes: int):
         super().__init__(daemon=True, name=f"rss-{pid}")
         self.peak = 0
+        self.capped = False
+        self._cap = cap_bytes
         self._root = psutil.Process(pid)
         self._done = threading.Event()
 
@@ -170,19 +177,31 @@ class _TreeSampler(threading.Thread):
                 except psutil.NoSuchProcess:
                     continue
             self.peak = max(self.peak, total)
+            if total > self._cap and not self.capped:
+                self.capped = True
+                log.error("RSS %d MiB passed the cap: killing pid %d", total >> 20, self._root.pid)
+                for proc in reversed(procs):
+                    with contextlib.suppress(psutil.NoSuchProcess):
+                        proc.kill()
 
     def stop(self) -> None:
         self._done.set()
         self.join()
 
 
-def measure(argv: list[str], env: dict[str, str], log_path: Path, cwd: Path | None = None):
+def measure(
+    argv: list[str],
+    env: dict[str, str],
+    log_path: Path,
+    cwd: Path | None = None,
+    memory_cap_bytes: int = DEFAULT_MEMORY_CAP,
+) -> Measurement:
     """Run `argv` to completion with its output in `log_path`; returns a `Measurement`."""
     log.info("running %s", " ".join(argv))
     with log_path.open("wb") as out:
         started = time.perf_counter()
         proc = subprocess.Popen(argv, env=env, cwd=cwd, stdout=out, stderr=subprocess.STDOUT)
-        sampler = _TreeSampler(proc.pid)
+        sampler = _TreeSampler(proc.pid, memory_cap_bytes)
         sampler.start()
         # wait4 rather than Popen.wait: it hands back this child's own rusage, whose ru_maxrss
         # (KiB on Linux) is the peak of the child or of the largest descendant it waited for.
@@ -197,6 +216,7 @@ def measure(argv: list[str], env: dict[str, str], log_path: Path, cwd: Path | No
         peak_rss_bytes=usage.ru_maxrss * 1024,
         peak_tree_rss_bytes=sampler.peak,
         log_path=str(log_path),
+        killed_at_memory_cap=memory_cap_bytes if sampler.capped else None,
     )
 
 

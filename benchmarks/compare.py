@@ -26,6 +26,7 @@ import duckdb
 
 from benchmarks import verify
 from benchmarks.common import (
+    DEFAULT_MEMORY_CAP,
     Measurement,
     SimulatorProcess,
     child_env,
@@ -111,9 +112,10 @@ class Step:
 class Bench:
     """The run's shared context: the simulator, the work directory, child environments."""
 
-    def __init__(self, sim: SimulatorProcess, work: Path):
+    def __init__(self, sim: SimulatorProcess, work: Path, memory_cap_bytes: int):
         self.sim = sim
         self.work = work
+        self.memory_cap_bytes = memory_cap_bytes
 
     def env(self, **extra: str) -> dict[str, str]:
         pythonpath = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
@@ -126,10 +128,17 @@ class Bench:
 
     def run(self, step: Step, argv: list[str], **env: str) -> Measurement:
         name = f"{step.contender}-{step.phase}"
-        step.measurement = measure(argv, self.env(**env), self.work / f"{name}.log", cwd=self.work)
-        if step.measurement.returncode != 0:
-            step.error = f"exit code {step.measurement.returncode}: {step.measurement.log_tail(15)}"
-        return step.measurement
+        m = measure(
+            argv, self.env(**env), self.work / f"{name}.log", self.work, self.memory_cap_bytes
+        )
+        step.measurement = m
+        if m.killed_at_memory_cap:
+            step.error = f"killed: its resident memory passed the {m.killed_at_memory_cap:,} B cap"
+        elif m.returncode < 0:
+            step.error = f"killed by signal {-m.returncode} (out of memory?): {m.log_tail(15)}"
+        elif m.returncode != 0:
+            step.error = f"exit code {m.returncode}: {m.log_tail(15)}"
+        return m
 
     def check(self, step: Step, db_path: Path, contender_sql: verify.ContenderSql) -> None:
         """Compares the step's tables with the truth at the simulator's current clock."""
@@ -297,7 +306,7 @@ def benchmark(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     scale = scale_for(args.events)
     notes: list[str] = []
     with SimulatorProcess(args.seed, scale, TOKEN, work / "simulator.log") as sim:
-        bench = Bench(sim, work)
+        bench = Bench(sim, work, int(args.memory_cap_gib * GIB))
         state0 = sim.state()
         log.info("simulator ready: %s", state0)
         steps = [run_floor(bench)]
@@ -339,6 +348,7 @@ def benchmark(args: argparse.Namespace, work: Path) -> dict[str, Any]:
             "incremental_events": args.incremental_events,
             "seed": args.seed,
             "scale": scale,
+            "memory_cap_bytes": int(args.memory_cap_gib * GIB),
         },
         "simulator": {"initial_state": state0, "final_state": final_state},
         "steps": [s.as_dict() for s in steps],
@@ -369,6 +379,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     )
     parser.add_argument("--incremental-events", type=int, default=INCREMENTAL_EVENTS)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--memory-cap-gib",
+        type=float,
+        default=DEFAULT_MEMORY_CAP / GIB,
+        help="kill a step whose process tree holds more resident memory than this (the step "
+        "then counts as failed)",
+    )
     parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR)
     parser.add_argument(
         "--work-dir", type=Path, default=None, help="kept afterwards (default: a temp dir)"
