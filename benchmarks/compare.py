@@ -280,14 +280,20 @@ def render(result: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _git_commit() -> str | None:
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True, check=True
-        )
-    except (OSError, subprocess.CalledProcessError):
-        return None
-    return out.stdout.strip()
+def _git_state() -> dict[str, Any]:
+    """The commit the run started from, and whether the code it ran had uncommitted changes."""
+
+    def git(*argv: str) -> str | None:
+        try:
+            out = subprocess.run(
+                ["git", *argv], cwd=REPO, capture_output=True, text=True, check=True
+            )
+        except (OSError, subprocess.CalledProcessError):
+            return None
+        return out.stdout.strip()
+
+    status = git("status", "--porcelain", "--untracked-files=no", "--", ".", ":!benchmarks/results")
+    return {"commit": git("rev-parse", "HEAD"), "uncommitted_changes": bool(status)}
 
 
 def _versions() -> dict[str, str | None]:
@@ -303,6 +309,7 @@ def _versions() -> dict[str, str | None]:
 def benchmark(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     started = datetime.now(UTC)
     load_before = os.getloadavg()
+    git = _git_state()
     scale = scale_for(args.events)
     notes: list[str] = []
     with SimulatorProcess(args.seed, scale, TOKEN, work / "simulator.log") as sim:
@@ -341,7 +348,7 @@ def benchmark(args: argparse.Namespace, work: Path) -> dict[str, Any]:
             "load_avg_after": os.getloadavg(),
         },
         "versions": _versions(),
-        "git_commit": _git_commit(),
+        "git": git,
         "config": {
             "events": args.events,
             "dlt_events": args.dlt_events,
