@@ -223,15 +223,15 @@ class CleverClient:
             try:
                 status, headers, body = self._get(url)
             except _TRANSPORT_ERRORS as exc:
-                reason, delay = f"{type(exc).__name__}: {exc}", self._backoff(attempt)
-                status = None
+                failure, reason, delay = exc, f"{type(exc).__name__}: {exc}", self._backoff(attempt)
             else:
+                failure = None
                 gateway_streak = gateway_streak + 1 if status in _GATEWAY_STATUSES else 0
                 if status == 200:
                     try:
                         return check(body)
                     except PageDecodeError as exc:
-                        reason, delay = str(exc), self._backoff(attempt)
+                        failure, reason, delay = exc, str(exc), self._backoff(attempt)
                 elif status == 429:
                     reason, delay = "rate limited (429)", self._rate_limit_wait(headers)
                 elif paged and (status == 413 or gateway_streak >= 2):
@@ -254,7 +254,9 @@ class CleverClient:
             )
             if delay > 0:
                 self._sleep(delay)
-        raise CleverError(f"GET {shown} failed {self.max_attempts} times; last: {reason}")
+        raise CleverError(
+            f"GET {shown} failed {self.max_attempts} times; last: {reason}"
+        ) from failure
 
     def _get(self, url: str) -> tuple[int, Mapping[str, str], bytes]:
         # Reading the raw stream in one call is far cheaper than requests' 10 KB chunk loop on
