@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import logging
 from dataclasses import dataclass, field
+from datetime import datetime
 
 import dagster as dg
 from rich.console import Console
@@ -22,7 +23,11 @@ console = Console(stderr=True)
 
 
 class _ProgressHandler(logging.Handler):
-    """Feeds Dagster's log stream to a progress bar: one tick per finished step."""
+    """Feeds Dagster's log stream to a progress bar: one tick per finished step.
+
+    Without a terminal (cron, CI, a log file) the bar draws nothing, so each message of the
+    pipeline's own is written as a plain timestamped line instead.
+    """
 
     def __init__(self, progress: Progress, task: int):
         super().__init__(logging.INFO)
@@ -34,7 +39,11 @@ class _ProgressHandler(logging.Handler):
         event = meta.get("dagster_event")
         if event is None:
             if meta.get("step_key"):
-                self.progress.update(self.task, description=meta.get("orig_message", "")[:70])
+                message = meta.get("orig_message", "")
+                self.progress.update(self.task, description=message[:70])
+                if not self.progress.console.is_terminal:
+                    stamp = datetime.fromtimestamp(record.created).strftime("%H:%M:%S")
+                    self.progress.console.print(f"{stamp} {message}", highlight=False)
             return
         if event.event_type_value in ("STEP_SUCCESS", "STEP_FAILURE", "STEP_SKIPPED"):
             self.progress.advance(self.task)
@@ -97,7 +106,7 @@ def _root_cause(error: object) -> str:
     """The innermost exception of a step failure: the one that says what went wrong."""
     while getattr(error, "cause", None) is not None:
         error = error.cause
-    return f"{getattr(error, 'cls_name', 'Error')}: {getattr(error, 'message', error)}".strip()
+    return str(getattr(error, "message", error)).strip()
 
 
 def _render(summary: Summary) -> None:
