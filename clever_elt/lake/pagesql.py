@@ -17,10 +17,12 @@ from clever_elt.envelope import PageDecodeError
 
 # One wildcard path serializes every item's `data` in one pass, but silently skips items without
 # a `data` key; an item count (one more parse, far cheaper than serializing twice) tells.
+# Each list is unnested alone in its row: next to the 10 MB body column, DuckDB's unnest would
+# copy the body into every output chunk.
 _DATA_VALUES = """
 page_values as (
-    select unnest(json_extract(body, '$.data[*].data')) as value, false as item_kept_whole
-    from page_body
+    select unnest(data_values) as value, false as item_kept_whole
+    from (select json_extract(body, '$.data[*].data') as data_values from page_body)
 )"""
 _ITEM_COUNT = "select json_array_length(body, '$.data') from page_body"
 _EVERY_ITEM = """
@@ -28,7 +30,10 @@ page_values as (
     select
         coalesce(json_extract(item, '$.data'), item) as value,
         json_extract(item, '$.data') is null as item_kept_whole
-    from (select unnest(json_extract(body, '$.data[*]')) as item from page_body)
+    from (
+        select unnest(items) as item
+        from (select json_extract(body, '$.data[*]') as items from page_body)
+    )
 )"""
 
 
