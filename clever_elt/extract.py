@@ -152,16 +152,17 @@ class _Run:
         anchor = self.client.newest_event_id()
         taken = new_taken()
         log.info("taking a baseline (%s) of district %s; anchor event %s", reason, district, anchor)
-        counts = {}
-        for record_type in spec.record_types():
-            counts[record_type] = 0
-            for page in self.client.iter_pages(f"/{record_type}", None, self.records):
-                counts[record_type] += page.table.num_rows
-                flagged = page.table.num_rows - page.table["problem"].null_count
-                if flagged:
-                    log.warning("baseline: %d %s records kept but flagged", flagged, record_type)
-                path = write_records(self.lake, record_type, district, taken, page)
-                self._committed([path] if path else [])
+        record_types = spec.record_types()
+        counts = dict.fromkeys(record_types, 0)
+        streams = [(f"/{record_type}", None) for record_type in record_types]
+        for index, page in self.client.iter_streams(streams, self.records):
+            record_type = record_types[index]
+            counts[record_type] += page.table.num_rows
+            flagged = page.table.num_rows - page.table["problem"].null_count
+            if flagged:
+                log.warning("baseline: %d %s records kept but flagged", flagged, record_type)
+            path = write_records(self.lake, record_type, district, taken, page)
+            self._committed([path] if path else [])
         manifest = BaselineManifest(
             district=district,
             taken=taken,

@@ -211,3 +211,17 @@ def test_a_damaged_page_that_misled_the_download_ahead_is_refetched_and_paging_r
 
     assert [i for page in pages for i in page] == ids
     assert damaged[1:] == ["decoded"]
+
+
+def test_several_endpoints_page_back_to_back_each_in_order(simulator, sim_server, received):
+    record_types = ["schools", "users", "terms"]
+    with CleverClient(sim_server.base_url, "TEST_TOKEN", page_size=100) as client:
+        pages = list(client.iter_streams([(f"/{rt}", None) for rt in record_types], decode_ids))
+
+    for index, record_type in enumerate(record_types):
+        ids = [i for stream, page in pages if stream == index for i in page]
+        assert ids == sorted(simulator.truth.current(record_type))
+    assert [stream for stream, _ in pages] == sorted(stream for stream, _ in pages)
+    assert [path for path, *_ in received] == sorted(
+        (path for path, *_ in received), key=lambda p: record_types.index(p.rsplit("/", 1)[1])
+    )

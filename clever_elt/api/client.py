@@ -10,9 +10,10 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from email.utils import parsedate_to_datetime
+from functools import partial
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
 
@@ -134,38 +135,56 @@ class CleverClient:
     def iter_pages(
         self, path: str, params: Mapping[str, Any] | None, decode: Callable[[bytes], T]
     ) -> Iterator[T]:
-        """Every page of a list endpoint in order, each passed through `decode(body)`.
+        """Every page of one list endpoint in order, each passed through `decode(body)`."""
+        for _, page in self.iter_streams([(path, params)], decode):
+            yield page
 
-        Pages download ahead on one thread and decode on `decode_workers` threads (so `decode`
-        must be thread-safe) while the caller handles the page just yielded. `decode` raises
-        PageDecodeError for a body that is not a complete page; that page is fetched again.
-        The stream ends at a page with no `next` link or no data (that page is yielded too).
+    def iter_streams(
+        self,
+        streams: Sequence[tuple[str, Mapping[str, Any] | None]],
+        decode: Callable[[bytes], T],
+    ) -> Iterator[tuple[int, T]]:
+        """`(stream index, decoded page)` for every page of several list endpoints, one endpoint
+        after the other, each in order.
+
+        Pages download ahead on one thread, also across endpoints, and decode on
+        `decode_workers` threads (so `decode` must be thread-safe) while the caller handles the
+        page just yielded. `decode` raises PageDecodeError for a body that is not a complete
+        page; that page is fetched again. An endpoint ends at a page with no `next` link or no
+        data (that page is yielded too).
         """
-        url: str | None = self._url(path, {**(params or {}), "limit": self.page_size})
+        firsts = [
+            (index, self._url(path, {**(params or {}), "limit": self.page_size}))
+            for index, (path, params) in enumerate(streams)
+        ]
+        starts = firsts
         with ThreadPoolExecutor(self.decode_workers, thread_name_prefix="clever-decode") as pool:
-            while url is not None:
-                restart_at = None
-                with Prefetcher(self._fetch_page, url, self.prefetch) as bodies:
+            while starts:
+                resume: tuple[int, str | None] | None = None
+                with Prefetcher(self._fetch_page, starts, self.prefetch) as fetched:
                     # One more page in flight than workers: they decode while the caller
                     # handles the page just yielded.
-                    decoded = submitted_ahead(
-                        bodies, lambda body: pool.submit(decode, body), self.decode_workers + 1
-                    )
-                    for page_url, next_uri, future in decoded:
+                    ahead = self.decode_workers + 1
+                    submit = partial(pool.submit, decode)
+                    for page, future in submitted_ahead(fetched, submit, ahead):
                         try:
-                            page = future.result()
+                            decoded = future.result()
                         except PageDecodeError:
-                            page, fresh_next = self._fetch(
-                                page_url, paged=True, check=lambda b: (decode(b), next_page_uri(b))
+                            decoded, fresh_next = self._fetch(
+                                page.url, paged=True, check=lambda b: (decode(b), next_page_uri(b))
                             )
-                            if fresh_next != next_uri:
+                            if fresh_next != page.next_uri:
                                 # The damaged body still showed a plausible `next`: the prefetch
                                 # thread followed the wrong link, so go on from the right one.
-                                restart_at = fresh_next
-                        yield page
-                        if restart_at is not None:
+                                resume = (page.stream, fresh_next)
+                        yield page.stream, decoded
+                        if resume is not None:
                             break
-                url = self._link(restart_at) if restart_at is not None else None
+                if resume is None:
+                    break
+                stream, link = resume
+                starts = [(stream, self._link(link))] if link else []
+                starts += [first for first in firsts if first[0] > stream]
 
     def _fetch_page(self, url: str) -> tuple[str, bytes, str | None, str | None]:
         body, next_uri = self._fetch(url, paged=True, check=lambda b: (b, next_page_uri(b)))

@@ -1,5 +1,6 @@
-"""Working ahead on paged endpoints: a thread downloads page after page by `next` link, at most
-`depth` bodies ahead (bounded memory), and decoding is submitted a few pages ahead, in order.
+"""Working ahead on paged endpoints: a thread downloads page after page by `next` link, through
+several streams back to back, at most `depth` bodies ahead (bounded memory); decoding is
+submitted a few pages ahead and handed back in order.
 
 Only threads and queues here; fetching, retrying and reading the link are the client's.
 """
@@ -9,12 +10,20 @@ from __future__ import annotations
 import queue
 import threading
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 
 # fetch(url) -> (url fetched, body, next link as sent, next URL to fetch or None)
 Fetch = Callable[[str], tuple[str, bytes, str | None, str | None]]
+
+
+@dataclass(frozen=True)
+class Fetched:
+    stream: int  # index of the stream (endpoint) the page belongs to
+    url: str
+    body: bytes
+    next_uri: str | None
 
 
 @dataclass(frozen=True)
@@ -27,14 +36,15 @@ _PUT_POLL_S = 0.1
 
 
 class Prefetcher:
-    """Iterates `(url, body, next_uri)` in page order; a fetch error is raised in the caller."""
+    """Iterates `Fetched` pages, stream after stream, each in page order; a fetch error is
+    raised in the caller's thread. `starts` is `(stream index, first URL)` per stream."""
 
-    def __init__(self, fetch: Fetch, first_url: str, depth: int):
+    def __init__(self, fetch: Fetch, starts: Sequence[tuple[int, str]], depth: int):
         self._fetch = fetch
         self._queue: queue.Queue = queue.Queue(maxsize=max(1, depth))
         self._stop = threading.Event()
         self._thread = threading.Thread(
-            target=self._run, args=(first_url,), name="clever-prefetch", daemon=True
+            target=self._run, args=(list(starts),), name="clever-prefetch", daemon=True
         )
 
     def __enter__(self) -> Prefetcher:
@@ -48,7 +58,7 @@ class Prefetcher:
             self._thread.join(_PUT_POLL_S)
         self._drain()
 
-    def __iter__(self) -> Iterator[tuple[str, bytes, str | None]]:
+    def __iter__(self) -> Iterator[Fetched]:
         while True:
             item = self._queue.get()
             if item is _END:
@@ -57,11 +67,13 @@ class Prefetcher:
                 raise item.error
             yield item
 
-    def _run(self, url: str | None) -> None:
+    def _run(self, starts: list[tuple[int, str]]) -> None:
         try:
-            while url is not None and not self._stop.is_set():
-                fetched, body, next_uri, url = self._fetch(url)
-                self._put((fetched, body, next_uri))
+            for stream, url in starts:
+                next_url: str | None = url
+                while next_url is not None and not self._stop.is_set():
+                    fetched, body, next_uri, next_url = self._fetch(next_url)
+                    self._put(Fetched(stream, fetched, body, next_uri))
         except BaseException as exc:  # handed to the caller's thread, which raises it
             self._put(_Failed(exc))
             return
@@ -84,14 +96,12 @@ class Prefetcher:
 
 
 def submitted_ahead(
-    bodies: Iterable[tuple[str, bytes, str | None]],
-    submit: Callable[[bytes], Future],
-    depth: int,
-) -> Iterator[tuple[str, str | None, Future]]:
-    """`(url, next_uri, future)` in page order, with up to `depth` bodies submitted ahead."""
-    pending: deque[tuple[str, str | None, Future]] = deque()
-    for url, body, next_uri in bodies:
-        pending.append((url, next_uri, submit(body)))
+    pages: Iterable[Fetched], submit: Callable[[bytes], Future], depth: int
+) -> Iterator[tuple[Fetched, Future]]:
+    """`(page, future of its decoding)` in page order, with up to `depth` pages submitted ahead."""
+    pending: deque[tuple[Fetched, Future]] = deque()
+    for page in pages:
+        pending.append((page, submit(page.body)))
         if len(pending) >= depth:
             yield pending.popleft()
     while pending:
