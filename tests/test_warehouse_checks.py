@@ -132,7 +132,7 @@ def test_baseline_disagreeing_with_events_names_the_fields(scenario):
         {"courses": [course("Math", number="999"), {**course("Music"), "id": "c3"}]},
         anchor_event_id=eid(1, 1),
     ).load()
-    outcome = run(scenario, checks.baseline_disagreements)
+    outcome = run(scenario, checks.baseline_disagreements, record_type="courses")
     assert (outcome.passed, outcome.count) == (False, 2)
     assert [(e["id"], e["disagreement"], e["fields"]) for e in outcome.examples] == [
         ("c1", "fields differ", ["number"]),

@@ -143,13 +143,14 @@ def flagged_events(con: duckdb.DuckDBPyConnection) -> CheckOutcome:
     )
 
 
-def baseline_disagreements(con: duckdb.DuckDBPyConnection) -> CheckOutcome:
+def baseline_disagreements(con: duckdb.DuckDBPyConnection, record_type: str) -> CheckOutcome:
+    table = f"audit.{record_type}_baseline_differences"
     return _outcome(
         con,
-        "select district, taken, reason, record_type, id, disagreement, fields, "
-        "evidence_event_id from audit.baseline_differences order by taken, record_type, id",
+        f"select district, taken, reason, id, disagreement, fields, evidence_event_id "
+        f"from {quote_key(('audit', f'{record_type}_baseline_differences'))} order by taken, id",
         "WARN",
-        "every baseline agrees with the events at its anchor (audit.baseline_differences)",
+        f"every baseline agrees with the events about {record_type} at its anchor ({table})",
     )
 
 
@@ -158,7 +159,7 @@ def _states_sql(record_type: str) -> str:
     rt = spec_types.quote(record_type)[1:-1]
     return f"""
         with versions as (
-            select * from staging.versions where record_type = '{rt}'
+            select * from staging.{rt}_versions
         ),
         states as (
             select
@@ -175,7 +176,7 @@ def _states_sql(record_type: str) -> str:
                 on
                     snapshots.district = versions.district
                     and snapshots.taken = versions.state_taken
-                    and snapshots.record_type = versions.record_type
+                    and snapshots.record_type = '{rt}'
                     and snapshots.object_id = versions.id
         ),
         parsed as (
@@ -417,8 +418,10 @@ def checks_for(model: Model) -> dict[str, Check]:
         found["chain_agrees_with_previous_attributes"] = partial(missed_events, record_type=rt)
         found["values_fit_spec_types"] = partial(cast_failures, record_type=rt)
         found["fields_in_spec"] = partial(fields_outside_spec, record_type=rt)
-    if model.key == ("audit", "baseline_differences"):
-        found["baselines_agree_with_events"] = baseline_disagreements
+    if model.key[0] == "audit" and model.key[1].endswith("_baseline_differences"):
+        found["baselines_agree_with_events"] = partial(
+            baseline_disagreements, record_type=model.record_type
+        )
     return found
 
 

@@ -85,14 +85,6 @@ def _structure(node: dict[str, Any]) -> Any:
     return "JSON" if node_kind == "json" else node_kind
 
 
-def _fingerprint_structure(node: dict[str, Any]) -> Any:
-    # Objects become structs (so key order does not matter); every other value is kept as its
-    # JSON text, so "" and null and 5 and "5" all stay distinct.
-    if kind(node) == "struct":
-        return {k: _fingerprint_structure(v) for k, v in node["properties"].items()}
-    return "JSON"
-
-
 def columns(record_type: str) -> list[Column]:
     """The typed columns of a record type, in spec order; `id` is not among them (it is the key)."""
     return [
@@ -187,32 +179,83 @@ def exact_macro(record_type: str) -> str:
     )
 
 
-def fingerprint_macro() -> str:
-    """`clever_fingerprint(record_type, state)`: equal for states that agree on every spec field.
+def _fingerprint_structure(node: dict[str, Any]) -> Any:
+    # Objects become structs (key order does not matter); every other value stays JSON text, so
+    # "" and null and 5 and "5" remain distinct.
+    if kind(node) == "struct":
+        return {k: _fingerprint_structure(v) for k, v in node["properties"].items()}
+    return "JSON"
 
-    Key order, null versus absent and `last_modified` (never in previous_attributes) are ignored.
+
+def fingerprint_macro(record_type: str) -> str:
+    """`clever_fingerprint_<rt>(state)`: equal for states that agree on every spec field.
+
+    Key order, null versus absent and last_modified (never in previous_attributes) are ignored.
     """
-    branches = []
-    for record_type in spec.record_types():
-        node = _record_node(record_type)
-        node["properties"].pop("last_modified", None)
-        structure = json.dumps(_fingerprint_structure(node), separators=(",", ":"))
-        parsed = f"from_json(state, {_literal(structure)})"
-        branches.append(f"        when {_literal(record_type)} then hash({parsed})")
+    node = _record_node(record_type)
+    node["properties"].pop("last_modified", None)
+    structure = json.dumps(_fingerprint_structure(node), separators=(",", ":"))
     return (
-        "create or replace macro clever_fingerprint(record_type, state) as\n"
-        "    case record_type\n" + "\n".join(branches) + "\n    end"
+        f"create or replace macro clever_fingerprint_{record_type}(state) as\n"
+        f"    hash(from_json(state, {_literal(structure)}))"
+    )
+
+
+def _agrees(node: dict[str, Any], state: str, prior: str) -> str:
+    node_kind = kind(node)
+    if node_kind == "struct":
+        parts = [
+            _agrees(v, f"{state}.{quote(k)}", f"{prior}.{quote(k)}")
+            for k, v in node["properties"].items()
+        ]
+        return "(" + " and ".join(parts) + ")"
+    if node_kind == "json":
+        return f"({prior} is null or coalesce(clever_json_agrees({state}, {prior}), false))"
+    return f"({prior} is null or coalesce({state} = {prior}, false))"
+
+
+def agrees_macro(record_type: str) -> str:
+    """`clever_agrees_<rt>(state, prior)`: `state` holds every value `prior` has.
+
+    Values only in `state` (keys an update added) and last_modified are no disagreement.
+    """
+    parts = [
+        _agrees(c.node, f"state.{quote(c.name)}", f"prior.{quote(c.name)}")
+        for c in columns(record_type)
+        if c.name != "last_modified"
+    ]
+    return (
+        f"create or replace macro clever_agrees_{record_type}(state, prior) as\n"
+        f"    {' and '.join(parts) or 'true'}"
+    )
+
+
+def differing_macro(record_type: str) -> str:
+    """`clever_differing_<rt>(a, b)`: the columns where two typed records differ, sorted."""
+    items = []
+    for c in sorted(columns(record_type), key=lambda c: c.name):
+        if c.name == "last_modified":
+            continue
+        a, b = f"a.{quote(c.name)}", f"b.{quote(c.name)}"
+        same = f"({_agrees(c.node, a, b)} and {_agrees(c.node, b, a)})"
+        items.append(f"case when not {same} then {_literal(c.name)} end")
+    return (
+        f"create or replace macro clever_differing_{record_type}(a, b) as\n"
+        f"    list_filter([{', '.join(items)}]::varchar[], lambda f: f is not null)"
     )
 
 
 def macros() -> list[str]:
     """Every spec-derived macro, as `create or replace macro` statements."""
-    statements = [fingerprint_macro()]
+    statements = []
     for record_type in spec.record_types():
         statements += [
             parse_macro(record_type),
             suspect_macro(record_type),
             exact_macro(record_type),
+            fingerprint_macro(record_type),
+            agrees_macro(record_type),
+            differing_macro(record_type),
         ]
     return statements
 

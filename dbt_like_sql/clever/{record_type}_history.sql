@@ -6,27 +6,15 @@
 -- fields typed from the spec, valid_from (NULL when the start is unknown) and valid_to (NULL
 -- while open), is_deleted for tombstones, the event behind it and how it was learned (_change).
 with versions as (
-    select * from staging.versions
-    where record_type = '{record_type}'
+    select * from staging.{record_type}_versions
 ),
 
 events as (
-    select
-        event_id,
-        object,
-        previous_attributes
-    from raw.events
-    where record_type = '{record_type}'
+    select * from staging.{record_type}_events
 ),
 
 snapshots as (
-    select
-        district,
-        taken,
-        object_id,
-        object
-    from raw.snapshots
-    where record_type = '{record_type}'
+    select * from staging.{record_type}_snapshots
 ),
 
 states as (
@@ -43,7 +31,7 @@ states as (
         on
             snapshots.district = versions.district
             and snapshots.taken = versions.state_taken
-            and snapshots.object_id = versions.id
+            and snapshots.id = versions.id
 ),
 
 parsed as (

@@ -1,9 +1,9 @@
 -- kind: table
--- grain: district, taken, record_type, id
--- description: One row per object on which a baseline and the events disagree at the baseline's
--- anchor (district, taken, record_type, id): the fields that differ, or which side lacks the
--- object. Events across a gap are no evidence: a resync's start with its first retained event, a
--- baseline's end where a later resync's start.
+-- grain: district, taken, id
+-- description: One row per {record_type} record on which a baseline and the events disagree at the
+-- baseline's anchor (district, taken, id): the fields that differ, or which side lacks it. Events
+-- across a gap are no evidence: a resync's start with its first retained event, a baseline's end
+-- where a later resync's start.
 with manifests as (
     select
         district,
@@ -26,31 +26,22 @@ baselines as (
 ),
 
 snapshots as (
-    select
-        district,
-        taken,
-        record_type,
-        object_id as id,
-        object,
-        clever_fingerprint(record_type, object) as fingerprint
-    from raw.snapshots
-    where problem is null
+    select * from staging.{record_type}_snapshots
 ),
 
 events as (
-    select * from staging.events
+    select * from staging.{record_type}_events
 ),
 
 objects as (
-    select distinct district, record_type, id from events
+    select distinct district, id from events
     union
-    select distinct district, record_type, id from snapshots
+    select distinct district, id from snapshots
 ),
 
 pairs as (
     select
         objects.district,
-        objects.record_type,
         objects.id,
         baselines.taken,
         baselines.reason,
@@ -65,13 +56,11 @@ with_last as (
     select
         pairs.*,
         last_event.event_id as last_event_id,
-        last_event.action as last_action,
-        last_event.fingerprint as last_fingerprint
+        last_event.action as last_action
     from pairs
     asof left join events as last_event
         on
             last_event.district = pairs.district
-            and last_event.record_type = pairs.record_type
             and last_event.id = pairs.id
             and last_event.event_id <= pairs.anchor_event_id
 ),
@@ -80,72 +69,75 @@ with_next as (
     select
         with_last.*,
         next_event.event_id as next_event_id,
-        next_event.action as next_action,
-        next_event.fingerprint as next_fingerprint,
-        next_event.prior_fingerprint as next_prior_fingerprint
+        next_event.action as next_action
     from with_last
     asof left join events as next_event
         on
             next_event.district = with_last.district
-            and next_event.record_type = with_last.record_type
             and next_event.id = with_last.id
             and next_event.event_id > with_last.anchor_event_id
 ),
 
 -- What the events say at the anchor: the state after the last event before it, or else the
 -- state just before the first event after it.
-event_says as (
+claims as (
     select
-        *,
+        with_next.*,
         case
             when last_event_id >= coalesce(evidence_from, '') then 'last'
             when next_event_id < coalesce(evidence_until, 'g') then 'next'
-        end as evidence
-    from with_next
-),
-
-claims as (
-    select
-        event_says.*,
-        case evidence
-            when 'last' then last_action <> 'deleted'
-            when 'next' then next_action <> 'created'
-        end as live_per_events,
+        end as evidence,
         case
-            when evidence = 'last' then last_fingerprint
-            when next_action = 'updated' then next_prior_fingerprint
-            else next_fingerprint
-        end as events_fingerprint,
+            when evidence = 'last' then last_action <> 'deleted'
+            when evidence = 'next' then next_action <> 'created'
+        end as live_per_events,
         case when evidence = 'last' then last_event_id else next_event_id end as evidence_event_id,
         evidence = 'next' and next_action = 'updated' as events_state_rebuilt,
-        snapshots.id is not null as in_baseline,
-        snapshots.fingerprint as baseline_fingerprint
-    from event_says
-    left join snapshots using (district, taken, record_type, id)
-    where evidence is not null
+        snapshots.id is not null as in_baseline
+    from with_next
+    left join snapshots using (district, taken, id)
 ),
 
-field_checks as (
+-- Patching both states with the update's previous_attributes makes them comparable as JSON.
+compared as (
     select
         claims.*,
-        snapshots.object as baseline_state,
+        evidence_event.object as events_object,
+        evidence_event.previous_attributes,
+        snapshots.object as baseline_object,
         case
-            when claims.events_state_rebuilt
-                then clever_prior_state(evidence.object, evidence.previous_attributes)
-            else evidence.object
-        end as events_state
+            when claims.events_state_rebuilt then evidence_event.previous_attributes else '{}'
+        end::json as patch
     from claims
-    left join raw.events as evidence on evidence.event_id = claims.evidence_event_id
-    left join snapshots
+    inner join events as evidence_event on evidence_event.event_id = claims.evidence_event_id
+    inner join snapshots
         on
             snapshots.district = claims.district
             and snapshots.taken = claims.taken
-            and snapshots.record_type = claims.record_type
             and snapshots.id = claims.id
+    where claims.live_per_events
+),
+
+mismatches as materialized (
+    select
+        district,
+        taken,
+        reason,
+        id,
+        evidence_event_id,
+        events_state_rebuilt,
+        clever_parse_{record_type}(baseline_object) as baseline_record,
+        clever_parse_{record_type}(
+            case
+                when events_state_rebuilt
+                    then clever_prior_state(events_object, previous_attributes)
+                else events_object
+            end
+        ) as events_record
+    from compared
     where
-        claims.live_per_events
-        and claims.in_baseline
-        and claims.events_fingerprint is distinct from claims.baseline_fingerprint
+        hash(json_merge_patch(baseline_object, patch, '{"last_modified": null}')::varchar)
+        <> hash(json_merge_patch(events_object, patch, '{"last_modified": null}')::varchar)
 ),
 
 field_differences as (
@@ -153,14 +145,15 @@ field_differences as (
         district,
         taken,
         reason,
-        record_type,
         id,
         evidence_event_id,
         'fields differ' as disagreement,
-        clever_differing_fields(baseline_state, events_state) as fields
-    from field_checks
+        clever_differing_{record_type}(baseline_record, events_record) as fields
+    from mismatches
     -- A rebuilt state may hold keys its update added: only the baseline's values must match.
-    where not (events_state_rebuilt and clever_agrees(events_state, baseline_state))
+    where not (
+        events_state_rebuilt and clever_agrees_{record_type}(events_record, baseline_record)
+    )
 ),
 
 presence_differences as (
@@ -168,7 +161,6 @@ presence_differences as (
         district,
         taken,
         reason,
-        record_type,
         id,
         evidence_event_id,
         case

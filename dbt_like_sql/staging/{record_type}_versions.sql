@@ -1,11 +1,15 @@
 -- kind: table
--- grain: record_type, id, _seq
--- description: One row per version of every object of every record type (record_type, id, _seq),
--- ordered by `_seq` (event ids, never times), with where its state lives (state_kind
--- 'object' or 'prior' of state_event_id, or 'snapshot' of state_taken); the
--- clever.<record_type>_history models read and type that state.
+-- grain: id, _seq
+-- description: One row per version of a {record_type} record (id, _seq), ordered by `_seq` (event
+-- ids, never times), with where its state lives: the object of event state_event_id ('object'),
+-- the state before that event ('prior'), or the baseline state_taken ('snapshot'). The
+-- clever.{record_type}_history model adds the typed state and the intervals.
 with events as (
-    select * from staging.events
+    select * from staging.{record_type}_events
+),
+
+snapshots as (
+    select * from staging.{record_type}_snapshots
 ),
 
 baselines as (
@@ -21,18 +25,16 @@ baselines as (
     from raw.baselines
 ),
 
-snapshots as (
+baseline_records as (
     select
         snapshots.district,
-        snapshots.record_type,
-        snapshots.object_id as id,
+        snapshots.id,
         snapshots.taken,
         baselines.reason,
         baselines.anchor_event_id,
-        clever_fingerprint(snapshots.record_type, snapshots.object) as fingerprint
-    from raw.snapshots as snapshots
+        clever_fingerprint_{record_type}(snapshots.object) as fingerprint
+    from snapshots
     inner join baselines using (district, taken)
-    where snapshots.problem is null
 ),
 
 -- After a gap, history resumes at the time of the first event the API still held.
@@ -52,59 +54,60 @@ resyncs as (
 
 -- Every object's steps in one order: `<event id>1` for an event, `<anchor>2` for an initial
 -- baseline (right after the newest event it had seen), `<first retained id>0` for a resync.
+-- Fingerprints tell states apart: after an event and, for an update, before it.
 event_steps as (
     select
         district,
-        record_type,
         id,
         event_id || '1' as _seq,
         'event' as step,
         action,
         event_at,
         event_id,
-        fingerprint,
-        prior_fingerprint
+        clever_fingerprint_{record_type}(object) as fingerprint,
+        case
+            when action = 'updated' then clever_fingerprint_{record_type}(
+                coalesce(json_merge_patch(object, previous_attributes), object)
+            )
+        end as prior_fingerprint
     from events
 ),
 
 baseline_steps as (
     select
         district,
-        record_type,
         id,
         anchor_event_id || '2' as _seq,
         'baseline' as step,
         fingerprint,
         taken
-    from snapshots
+    from baseline_records
     where reason <> 'resync'
 ),
 
 known_objects as (
-    select distinct district, record_type, id from events
+    select distinct district, id from events
     union
-    select distinct district, record_type, id from snapshots
+    select distinct district, id from baseline_records
 ),
 
 resync_steps as (
     select
         known_objects.district,
-        known_objects.record_type,
         known_objects.id,
         resyncs.first_retained_event_id || '0' as _seq,
         'resync' as step,
         resyncs.resumed_at as event_at,
-        resync_snapshots.fingerprint,
         resyncs.taken,
-        resync_snapshots.id is not null as in_baseline
+        resync_records.fingerprint,
+        resync_records.id is not null as in_baseline
     from known_objects
     inner join resyncs using (district)
-    left join snapshots as resync_snapshots
+    left join baseline_records as resync_records
         on
-            resync_snapshots.district = resyncs.district
-            and resync_snapshots.taken = resyncs.taken
-            and resync_snapshots.record_type = known_objects.record_type
-            and resync_snapshots.id = known_objects.id
+            resync_records.district = resyncs.district
+            and resync_records.taken = resyncs.taken
+            and resync_records.id = known_objects.id
 ),
 
 steps as (
@@ -125,7 +128,7 @@ with_next as (
         lead(fingerprint) over object_steps as next_fingerprint,
         lead(prior_fingerprint) over object_steps as next_prior_fingerprint
     from steps
-    window object_steps as (partition by district, record_type, id order by _seq)
+    window object_steps as (partition by district, id order by _seq)
 ),
 
 -- What each step says the object looks like afterwards. An initial baseline only counts for an
@@ -139,21 +142,14 @@ step_states as (
         *,
         case
             when step = 'event' then action <> 'deleted'
-            when step = 'baseline' then true
-            when next_step = 'event' then true
+            when step = 'baseline' or next_step = 'event' then true
             else in_baseline
         end as live,
-        case
-            when step in ('event', 'baseline') then fingerprint
-            when next_step = 'event' and next_action = 'updated' then next_prior_fingerprint
-            when next_step = 'event' then next_fingerprint
-            else fingerprint
-        end as state_fingerprint,
         case
             when step = 'event' then 'object'
             when step = 'baseline' then 'snapshot'
             when next_step = 'event' and next_action = 'updated' then 'prior'
-            when next_step = 'event' and next_action = 'deleted' then 'object'
+            when next_step = 'event' then 'object'
             when in_baseline then 'snapshot'
         end as state_kind,
         case
@@ -163,7 +159,13 @@ step_states as (
         case
             when step = 'baseline' then taken
             when step = 'resync' and next_step is distinct from 'event' and in_baseline then taken
-        end as state_taken
+        end as state_taken,
+        case
+            when step in ('event', 'baseline') then fingerprint
+            when next_step = 'event' and next_action = 'updated' then next_prior_fingerprint
+            when next_step = 'event' then next_fingerprint
+            else fingerprint
+        end as state_fingerprint
     from with_next
     where
         step = 'event'
@@ -184,18 +186,14 @@ with_previous as (
         lag(state_event_id) over object_steps as previous_event_id,
         lag(state_taken) over object_steps as previous_taken
     from step_states
-    window object_steps as (partition by district, record_type, id order by _seq)
+    window object_steps as (partition by district, id order by _seq)
 ),
 
--- The state each step must agree with the previous version on: an update's rebuilt prior
--- state, a delete's last state, a resync's state at the resume time.
+-- What each step must agree on with the version before it: an update's rebuilt prior state,
+-- a delete's last state, a resync's state at the resume time.
 comparisons as (
     select
         *,
-        case
-            when step = 'event' and action = 'updated' then 'prior'
-            else state_kind
-        end as check_kind,
         case
             when step = 'event' and action = 'updated' then prior_fingerprint
             else state_fingerprint
@@ -205,8 +203,9 @@ comparisons as (
     from with_previous
 ),
 
--- Fingerprints cover the spec's fields in any key order; where they differ, the states are
--- compared exactly (keys an update added, and fields outside the spec, are not differences).
+-- Fingerprints cover the spec's fields in any key order. Where they differ, the step may only
+-- hold keys an update added, which is no disagreement: those candidates are compared exactly,
+-- typed field by field.
 candidates as (
     select *
     from comparisons
@@ -217,54 +216,51 @@ candidates as (
         and check_fingerprint is distinct from previous_fingerprint
 ),
 
-candidate_states as (
+candidate_states as materialized (
     select
-        candidates.district,
-        candidates.record_type,
         candidates.id,
         candidates._seq,
-        candidates.check_kind,
-        case candidates.check_kind
-            when 'prior' then clever_prior_state(
-                this_event.object, this_event.previous_attributes
-            )
-            when 'object' then this_event.object
-            when 'snapshot' then this_snapshot.object
-        end as state,
-        case candidates.previous_kind
-            when 'prior' then clever_prior_state(
-                previous_event.object, previous_event.previous_attributes
-            )
-            when 'object' then previous_event.object
-            when 'snapshot' then previous_snapshot.object
-        end as previous_state
+        candidates.step = 'event' and candidates.action = 'updated'
+        or candidates.state_kind = 'prior' as rebuilt,
+        clever_parse_{record_type}(
+            case
+                when candidates.step = 'event' and candidates.action = 'updated'
+                    then clever_prior_state(this_event.object, this_event.previous_attributes)
+                when candidates.state_kind = 'prior'
+                    then clever_prior_state(this_event.object, this_event.previous_attributes)
+                else coalesce(this_event.object, this_snapshot.object)
+            end
+        ) as state,
+        clever_parse_{record_type}(
+            case
+                when candidates.previous_kind = 'prior'
+                    then clever_prior_state(
+                        previous_event.object, previous_event.previous_attributes
+                    )
+                else coalesce(previous_event.object, previous_snapshot.object)
+            end
+        ) as previous_state
     from candidates
-    left join raw.events as this_event
-        on this_event.event_id = candidates.state_event_id
-    left join raw.snapshots as this_snapshot
+    left join events as this_event on this_event.event_id = candidates.state_event_id
+    left join snapshots as this_snapshot
         on
             this_snapshot.district = candidates.district
             and this_snapshot.taken = candidates.state_taken
-            and this_snapshot.record_type = candidates.record_type
-            and this_snapshot.object_id = candidates.id
-    left join raw.events as previous_event
-        on previous_event.event_id = candidates.previous_event_id
-    left join raw.snapshots as previous_snapshot
+            and this_snapshot.id = candidates.id
+    left join events as previous_event on previous_event.event_id = candidates.previous_event_id
+    left join snapshots as previous_snapshot
         on
             previous_snapshot.district = candidates.district
             and previous_snapshot.taken = candidates.previous_taken
-            and previous_snapshot.record_type = candidates.record_type
-            and previous_snapshot.object_id = candidates.id
+            and previous_snapshot.id = candidates.id
 ),
 
 verdicts as (
     select
-        district,
-        record_type,
         id,
         _seq,
-        clever_agrees(state, previous_state)
-        and (check_kind = 'prior' or clever_agrees(previous_state, state)) as agrees
+        clever_agrees_{record_type}(state, previous_state)
+        and (rebuilt or clever_agrees_{record_type}(previous_state, state)) as agrees
     from candidate_states
 ),
 
@@ -273,13 +269,12 @@ judged as (
         comparisons.*,
         coalesce(verdicts.agrees, true) as agrees
     from comparisons
-    left join verdicts using (district, record_type, id, _seq)
+    left join verdicts using (id, _seq)
 ),
 
 event_versions as (
     select
         district,
-        record_type,
         id,
         _seq,
         event_at as valid_from,
@@ -298,7 +293,6 @@ event_versions as (
 reconstructed_versions as (
     select
         district,
-        record_type,
         id,
         event_id || '0' as _seq,
         null::timestamptz as valid_from,
@@ -316,7 +310,6 @@ reconstructed_versions as (
 baseline_versions as (
     select
         district,
-        record_type,
         id,
         _seq,
         null::timestamptz as valid_from,
@@ -336,7 +329,6 @@ baseline_versions as (
 resync_versions as (
     select
         district,
-        record_type,
         id,
         _seq,
         event_at as valid_from,

@@ -1,0 +1,149 @@
+"""Warehouse benchmark: load + full rebuild of every model over a lake of ~1,000,000 events.
+
+The lake is a simulator world written with the lake's own writers (pages decoded by
+EventPageDecoder, a baseline by RecordPageDecoder), cached under data/bench/ because generating
+it takes minutes. The timed part runs in a child process on a fresh DuckDB file, so its peak
+resident memory is its own. Run: `.venv/bin/python benchmarks/warehouse_benchmark.py`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import resource
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from clever_elt import spec
+from clever_elt.lake.events import EventPageDecoder, write_events
+from clever_elt.lake.layout import Lake
+from clever_elt.lake.snapshots import BaselineManifest, RecordPageDecoder, write_records
+
+log = logging.getLogger("warehouse_benchmark")
+
+ROOT = Path(__file__).resolve().parents[1]
+PAGE = 10_000
+BASELINE_PAGE = 10_000
+TARGET_EVENTS_PER_S = 200_000
+
+
+def build_lake(lake_dir: Path, events: int, seed: int) -> int:
+    """Write a simulator world of about `events` events (all of them) plus a baseline at its end."""
+    from clever_elt.simulator import Simulator
+
+    started = time.perf_counter()
+    sim = Simulator(seed=seed, scale=events, token="BENCH")
+    timeline = sim.timeline
+    sim.set_now(sim.start)
+    sim.advance(events=len(timeline))
+    log.info("generated %d events in %.0fs", len(timeline), time.perf_counter() - started)
+    tmp = lake_dir.with_name(lake_dir.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    lake = Lake(tmp)
+    district = sim.district_id
+    taken = "20260915T000000000000Z"
+    decoder = RecordPageDecoder()
+    counts = {}
+    for record_type in spec.record_types():
+        records = list(sim.truth.current(record_type).values())
+        counts[record_type] = len(records)
+        for start in range(0, len(records), BASELINE_PAGE):
+            items = [
+                {"data": r, "uri": f"/v3.1/{record_type}/{r['id']}"}
+                for r in records[start : start + BASELINE_PAGE]
+            ]
+            body = json.dumps({"data": items, "links": []}).encode()
+            write_records(lake, record_type, district, taken, decoder(body))
+    BaselineManifest(
+        district=district,
+        taken=taken,
+        reason="initial",
+        anchor_event_id=sim.newest_event_id,
+        counts=counts,
+    ).write(lake)
+    events_decoder = EventPageDecoder()
+    for start in range(0, len(timeline), PAGE):
+        body = b'{"data":[' + b",".join(timeline.items[start : start + PAGE]) + b'],"links":[]}'
+        write_events(lake, district, events_decoder(body))
+    tmp.rename(lake_dir)
+    log.info("wrote the lake in %.0fs", time.perf_counter() - started)
+    return len(timeline)
+
+
+def measure(lake_dir: Path, work_dir: Path) -> dict:
+    """Time load + build of every model on a fresh DuckDB file (run in a child process)."""
+    from clever_elt.warehouse import Warehouse
+
+    shutil.rmtree(work_dir, ignore_errors=True)
+    work_dir.mkdir(parents=True)
+    warehouse = Warehouse(work_dir / "warehouse.duckdb", lake_dir, work_dir / "compiled")
+    warehouse.models()  # parsing the model files is not the work being measured
+    started = time.perf_counter()
+    loaded = warehouse.load()
+    load_s = time.perf_counter() - started
+    results = warehouse.build()
+    total_s = time.perf_counter() - started
+    return {
+        "events": loaded.new_events,
+        "snapshot_rows": loaded.new_snapshot_rows,
+        "load_s": round(load_s, 2),
+        "models_s": round(total_s - load_s, 2),
+        "total_s": round(total_s, 2),
+        "events_per_s": round(loaded.new_events / total_s),
+        "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+        "models": {name: round(r.duration_s, 2) for name, r in results.items()},
+        "history_rows": sum(r.rows for name, r in results.items() if name.endswith("_history")),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=1_000_000)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--data-dir", type=Path, default=ROOT / "data" / "bench")
+    parser.add_argument("--measure", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    lake_dir = args.data_dir / f"warehouse-lake-{args.events}-seed{args.seed}"
+    work_dir = args.data_dir / "warehouse-run"
+    if args.measure:
+        sys.stdout.write(json.dumps(measure(lake_dir, work_dir)) + "\n")
+        return 0
+    if not lake_dir.exists():
+        build_lake(lake_dir, args.events, args.seed)
+    child = subprocess.run(
+        [
+            sys.executable,
+            __file__,
+            "--measure",
+            f"--events={args.events}",
+            f"--seed={args.seed}",
+            f"--data-dir={args.data_dir}",
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    result = json.loads(child.stdout.strip().splitlines()[-1])
+    for name, seconds in result.pop("models").items():
+        log.info("  %-32s %6.2fs", name, seconds)
+    log.info(json.dumps(result))
+    verdict = "meets" if result["events_per_s"] >= TARGET_EVENTS_PER_S else "misses"
+    log.info(
+        "load + all models: %d events in %.1fs = %d events/s (%s the %d target), peak RSS %d MiB",
+        result["events"],
+        result["total_s"],
+        result["events_per_s"],
+        verdict,
+        TARGET_EVENTS_PER_S,
+        result["peak_rss_mib"],
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
