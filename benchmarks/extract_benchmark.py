@@ -44,9 +44,12 @@ def main() -> int:
         return _extract_child(*args.child)
 
     scale = math.ceil(args.events / RETAINED_FRACTION)
-    with _server(scale, args.seed) as base_url, tempfile.TemporaryDirectory() as data_dir:
+    server = _server(scale, args.seed)
+    with server as base_url, tempfile.TemporaryDirectory() as data_dir:
         bare_before = _bare_download(base_url, args.page_size)
+        server_cpu = server.cpu_seconds()
         extract, usage = _extract_in_child(base_url, data_dir, args.page_size)
+        server_cpu = server.cpu_seconds() - server_cpu
         bare_after = _bare_download(base_url, args.page_size)
 
     events = extract["events_written"]
@@ -69,6 +72,7 @@ def main() -> int:
         "ratio_extract_to_bare": round(extract_rate / bare_rate, 3),
         # CPU seconds hardly depend on what else the machine runs (2 cores: at most 2 per second).
         "extract_cpu_seconds": round(usage.ru_utime + usage.ru_stime, 2),
+        "simulator_cpu_seconds_during_extract": round(server_cpu, 2),
         "peak_rss_mib": round(usage.ru_maxrss / 2**10, 1),  # ru_maxrss is in KiB on Linux
         "lake_mib": round(extract["bytes_written"] / 2**20, 1),
     }
@@ -95,6 +99,11 @@ class _server:
     def __exit__(self, *exc_info: object) -> None:
         self.process.terminate()
         self.process.wait(timeout=60)
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU the simulator process has used so far (Linux /proc)."""
+        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _bare_download(base_url: str, page_size: int) -> dict:

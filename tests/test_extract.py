@@ -225,3 +225,50 @@ def test_a_run_interrupted_while_pulling_resumes_after_its_last_committed_page(
     assert result.baseline is None and not result.gap
     assert received[0]["starting_after"] == [cursor]
     assert lake_events(lake) == retained_events(simulator)
+
+
+def test_events_that_cannot_be_interpreted_are_kept_flagged_and_counted(
+    simulator, client, tmp_path
+):
+    """The simulator's first events page, with one event retyped to v1.1's `students.updated`
+    and one list item without an event spliced in, as a real API might one day send."""
+    respond = simulator.respond
+    retyped = []
+
+    def with_odd_events(method, target, authorization):
+        response = respond(method, target, authorization)
+        split = urlsplit(target)
+        first_page = split.path == "/v3.1/events" and parse_qs(split.query) == {"limit": ["400"]}
+        if first_page and not retyped:
+            page = orjson.loads(response.body())
+            page["data"][5]["data"]["type"] = "students.updated"
+            page["data"].insert(7, {"uri": "/v3.1/events/unknown"})
+            retyped.append(page["data"][5]["data"])
+            response.parts = [orjson.dumps(page)]
+        return response
+
+    simulator.respond = with_odd_events
+    lake = Lake(tmp_path)
+    result = extract(client, lake)
+
+    glob = lake.events_dir / "**" / "*.parquet"
+    flagged = (
+        duckdb.connect()
+        .sql(f"select event_id, type, problem, raw from read_parquet('{glob}') where problem > ''")
+        .fetchall()
+    )
+    assert sorted(flagged, key=str) == sorted(
+        [
+            (
+                retyped[0]["id"],
+                "students.updated",
+                "unknown event type",
+                orjson.dumps(retyped[0]).decode(),
+            ),
+            (None, None, "list item has no event object", '{"uri":"/v3.1/events/unknown"}'),
+        ],
+        key=str,
+    )
+    assert result.problems == 2
+    assert result.events_written == len(retained_events(simulator)) + 1
+    assert result.counts[("students", "updated")] == 1
