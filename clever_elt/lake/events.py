@@ -1,4 +1,4 @@
-"""Event pages -> lake Parquet files, in bulk: one DuckDB pass per page body, no per-event Python.
+"""Event pages -> lake Parquet files, in bulk: DuckDB over each page body, no per-event Python.
 
 Every event keeps its full original JSON in `raw`; the few extracted columns are what partitioning,
 the cursor and the warehouse need. Events that cannot be interpreted are kept and flagged in
