@@ -7,6 +7,7 @@ It applies the fault directives (slow, truncated bodies) and nothing else; `main
 from __future__ import annotations
 
 import argparse
+import email.utils
 import logging
 import signal
 import socket
@@ -32,6 +33,10 @@ class _Handler(BaseHTTPRequestHandler):
         # Headers and body go out as separate writes; without this, Nagle plus the client's
         # delayed ACK would add ~40 ms to every response.
         self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def date_time_string(self, timestamp: float | None = None) -> str:
+        """The `Date` header tells the simulated clock, as a real server tells its own."""
+        return email.utils.formatdate(self.server.simulator.now.timestamp(), usegmt=True)
 
     def do_GET(self) -> None:
         self._answer("GET")
