@@ -42,15 +42,12 @@ create or replace macro clever_prior_state(object, previous_attributes) as
 -- aside): free-form objects such as ext, compared key by key at the top.
 create or replace macro clever_json_agrees(state, prior) as
     case
-        when json_type(prior) = 'OBJECT' then coalesce(
-            list_bool_and(
-                list_transform(
-                    map_entries(from_json(prior, '"MAP(VARCHAR, JSON)"')),
-                    lambda e: e.value is null
-                    or coalesce(from_json(state, '"MAP(VARCHAR, JSON)"')[e.key] = e.value, false)
-                )
-            ),
-            true
+        when json_type(prior) = 'OBJECT' then list_has_all(
+            map_entries(from_json(state, '"MAP(VARCHAR, JSON)"')),
+            list_filter(
+                map_entries(from_json(prior, '"MAP(VARCHAR, JSON)"')),
+                lambda e: e.value is not null
+            )
         )
         else state = prior
     end;

@@ -77,8 +77,8 @@ _BODY_SHAPE = (
     '{"data": {"object": "JSON", "previous_attributes": "JSON"}, "previous_attributes": "JSON"}'
 )
 
-_STAGE_EVENTS_SQL = f"""
-create or replace temp table new_events as
+_INSERT_EVENTS_SQL = f"""
+insert into raw.events
 with source as (
     select *
     from read_parquet(
@@ -116,7 +116,9 @@ fresh as (
         )
         and (
             parsed.event_id is not null
-            or parsed.raw::json not in (select _raw from raw.events where event_id is null)
+            or parsed.raw::json not in (
+                select _raw from raw.events where event_id is null and _raw is not null
+            )
         )
 ),
 
@@ -142,8 +144,8 @@ final as (
 select * from final
 """
 
-_STAGE_SNAPSHOTS_SQL = """
-create or replace temp table new_snapshots as
+_INSERT_SNAPSHOTS_SQL = """
+insert into raw.snapshots
 with source as (
     select *
     from read_parquet(
@@ -214,29 +216,18 @@ def load(con: duckdb.DuckDBPyConnection, lake: Lake) -> LoadResult:
     try:
         new_events = duplicates = new_snapshot_rows = 0
         if event_files:
-            params = {"files": [str(p) for p in event_files], "root": root, "loaded_at": loaded_at}
-            con.execute(_STAGE_EVENTS_SQL, params)
-            read = con.execute(
-                "select count(*) from read_parquet($files)", {"files": params["files"]}
-            ).fetchall()[0][0]
-            con.execute("insert into raw.events select * from new_events order by event_id")
-            new_events = con.execute("select count(*) from new_events").fetchall()[0][0]
-            duplicates = read - new_events
+            files = [str(p) for p in event_files]
+            params = {"files": files, "root": root, "loaded_at": loaded_at}
+            new_events = _count(con.execute(_INSERT_EVENTS_SQL, params))
+            duplicates = _rows_in(con, files) - new_events
             _record_files(con, lake, event_files, "events", loaded_at)
         if snapshot_files:
-            params = {
-                "files": [str(p) for p in snapshot_files],
-                "root": root,
-                "loaded_at": loaded_at,
-            }
-            con.execute(_STAGE_SNAPSHOTS_SQL, params)
-            con.execute("insert into raw.snapshots select * from new_snapshots")
-            new_snapshot_rows = con.execute("select count(*) from new_snapshots").fetchall()[0][0]
+            files = [str(p) for p in snapshot_files]
+            params = {"files": files, "root": root, "loaded_at": loaded_at}
+            new_snapshot_rows = _count(con.execute(_INSERT_SNAPSHOTS_SQL, params))
             _record_files(con, lake, snapshot_files, "snapshots", loaded_at)
         for manifest in manifests:
             _insert_manifest(con, manifest, loaded_at)
-        con.execute("drop table if exists new_events")
-        con.execute("drop table if exists new_snapshots")
         con.execute("commit")
     except BaseException:
         con.execute("rollback")
@@ -252,18 +243,26 @@ def load(con: duckdb.DuckDBPyConnection, lake: Lake) -> LoadResult:
     return result
 
 
+def _count(result: duckdb.DuckDBPyConnection) -> int:
+    """The row count an INSERT reports."""
+    return result.fetchall()[0][0]
+
+
+def _rows_in(con: duckdb.DuckDBPyConnection, files: list[str]) -> int:
+    """Rows in Parquet files, from their footers (nothing is decoded)."""
+    return con.execute(
+        "select coalesce(sum(num_rows), 0) from parquet_file_metadata($files)", {"files": files}
+    ).fetchall()[0][0]
+
+
 def _record_files(
     con: duckdb.DuckDBPyConnection, lake: Lake, files: list[Path], kind: str, loaded_at: datetime
 ) -> None:
     con.execute(
         """
         insert into raw.loaded_files
-        select _file, $kind, count(*), $loaded_at::timestamptz
-        from (
-            select substr(filename, length($root) + 2) as _file
-            from read_parquet($files, filename = true)
-        )
-        group by _file
+        select substr(file_name, length($root) + 2), $kind, num_rows, $loaded_at::timestamptz
+        from parquet_file_metadata($files)
         """,
         {
             "files": [str(p) for p in files],

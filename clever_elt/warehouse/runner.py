@@ -71,8 +71,7 @@ def _scd2_select(con: duckdb.DuckDBPyConnection, model: Model) -> str:
     body = ",\n    ".join(select)
     return (
         f"with model as (\n{model.sql}\n)\n\n"
-        f"select\n    {body}\nfrom model\nwindow versions as ({window})\n"
-        f"order by {', '.join(spec_types.quote(k) for k in model.unique_key)}, {order}"
+        f"select\n    {body}\nfrom model\nwindow versions as ({window})"
     )
 
 
