@@ -1,0 +1,27 @@
+"""The extraction benchmark script still runs end to end (tiny size; its timings are not judged)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import orjson
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "extract_benchmark.py"
+
+
+def test_extract_benchmark_reports_rates_ratio_and_memory():
+    done = subprocess.run(
+        [sys.executable, str(SCRIPT), "--events", "20000"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    )
+    report = orjson.loads(done.stdout)
+    assert report["events"] > 10_000
+    assert report["extract_events_per_s"] > 0 and report["bare_download_events_per_s"] > 0
+    expected = report["extract_events_per_s"] / report["bare_download_events_per_s"]
+    assert abs(report["ratio_extract_to_bare"] - expected) < 0.01
+    assert 0 < report["peak_rss_mib"] < 1024
