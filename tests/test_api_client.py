@@ -4,6 +4,8 @@ rate-limit waits, page-size fallback and clear errors. Backoff sleeps are record
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
 from urllib.parse import parse_qs, urlsplit
 
 import orjson
@@ -12,7 +14,7 @@ import pytest
 from clever_elt.api import CleverAuthError, CleverClient, CleverError
 from clever_elt.envelope import PageDecodeError
 from clever_elt.settings import SettingsError
-from clever_elt.simulator import Faults
+from clever_elt.simulator import Faults, Simulator
 
 
 def decode_ids(body: bytes) -> list[str]:
@@ -225,3 +227,33 @@ def test_several_endpoints_page_back_to_back_each_in_order(simulator, sim_server
     assert [path for path, *_ in received] == sorted(
         (path for path, *_ in received), key=lambda p: record_types.index(p.rsplit("/", 1)[1])
     )
+
+
+def test_rate_limit_waits_go_by_the_servers_clock_when_the_local_clock_is_off(monkeypatch):
+    from clever_elt.api import client as client_module
+
+    real_now = datetime.now(UTC)
+    # A simulator whose clock (and so its Date header) is the real time.
+    simulator = Simulator(seed=1, scale="tiny", token="T", start=real_now - timedelta(days=38))
+    simulator.faults = Faults(rate_429=0.5, seed=5)
+    limited = []
+    respond = simulator.respond
+
+    def recording(method, target, authorization):
+        response = respond(method, target, authorization)
+        if response.status == 429:
+            limited.append(int(response.headers["x-ratelimit-reset"]) - time.time())
+        return response
+
+    simulator.respond = recording
+    # This machine's clock 30 s slow: waiting by it would wait 30 s too long.
+    monkeypatch.setattr(client_module, "time", SimpleNamespace(time=lambda: time.time() - 30))
+    sleeps = []
+    with simulator.serve() as server:
+        client = CleverClient(server.base_url, "T", sleep=sleeps.append, backoff_s=0.01)
+        for _ in range(12):
+            client.district_id()
+
+    assert limited and len(sleeps) == len(limited)
+    for expected, waited in zip(limited, sleeps, strict=True):
+        assert expected - 1.5 <= waited <= expected + 1.5

@@ -289,20 +289,20 @@ class CleverClient:
         return ceiling / 2 + self._random.uniform(0, ceiling / 2)
 
     def _rate_limit_wait(self, headers: Mapping[str, str]) -> float:
-        """Seconds until the rate-limit window resets, by the server's own clock when it says."""
-        wait = None
-        retry_after = headers.get("Retry-After")
-        if retry_after:
-            wait = _seconds_or_date(retry_after, headers)
-        if wait is None and headers.get("x-ratelimit-reset"):
-            try:
-                wait = float(headers["x-ratelimit-reset"]) - _server_now(headers)
-            except ValueError:
-                wait = None
-        if wait is None:
+        """Seconds until the rate-limit window resets: `Retry-After` if sent, else
+        `x-ratelimit-reset` against the server's `Date` (one clock on a real server), else
+        against the local clock; a wait beyond any rate-limit window means that clock is not
+        the reset's, and backoff is used instead."""
+        waits = []
+        if headers.get("Retry-After"):
+            waits.append(_seconds_or_date(headers["Retry-After"], headers))
+        reset = _float(headers.get("x-ratelimit-reset"))
+        if reset is not None:
+            waits += [reset - now for now in (_date(headers), time.time()) if now is not None]
+        plausible = [w for w in waits if w is not None and 0 <= w <= _MAX_RATE_LIMIT_WAIT_S]
+        if not plausible:
             return self._backoff(1)
-        jitter = self._random.uniform(0, self.backoff_s)
-        return min(max(wait, 0.0), _MAX_RATE_LIMIT_WAIT_S) + jitter
+        return plausible[0] + self._random.uniform(0, self.backoff_s)
 
     def _halve_page_size(self, status: int, shown: str) -> None:
         if self.page_size == 1:
@@ -346,20 +346,28 @@ def _message(body: bytes) -> str:
     return text.strip() or "(empty response)"
 
 
-def _server_now(headers: Mapping[str, str]) -> float:
-    """The server's time from its `Date` header (a reset time is in the server's clock)."""
+def _date(headers: Mapping[str, str]) -> float | None:
+    """The server's time from its `Date` header."""
     try:
         return parsedate_to_datetime(headers["Date"]).timestamp()
     except (KeyError, TypeError, ValueError):
-        return time.time()
+        return None
+
+
+def _float(value: str | None) -> float | None:
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None
 
 
 def _seconds_or_date(value: str, headers: Mapping[str, str]) -> float | None:
+    seconds = _float(value)
+    if seconds is not None:
+        return seconds
     try:
-        return float(value)
-    except ValueError:
-        pass
-    try:
-        return parsedate_to_datetime(value).timestamp() - _server_now(headers)
+        when = parsedate_to_datetime(value).timestamp()
     except (TypeError, ValueError):
         return None
+    now = _date(headers)
+    return when - (now if now is not None else time.time())
