@@ -177,11 +177,12 @@ def test_previous_attributes_are_kept_at_either_place(place, tmp_path):
     events = lake_events(Lake(tmp_path))
     assert events == retained_events(simulator)
     updates = [e for e in events.values() if e["type"].endswith(".updated")]
-    at_top = ["previous_attributes" in e for e in updates]
-    in_data = ["previous_attributes" in e["data"] for e in updates]
-    assert all(at_top if place == "top" else in_data) and not any(
-        in_data if place == "top" else at_top
-    )
+    placed = {
+        "top": ["previous_attributes" in e for e in updates],
+        "data": ["previous_attributes" in e["data"] for e in updates],
+    }
+    other = "data" if place == "top" else "top"
+    assert updates and all(placed[place]) and not any(placed[other])
 
 
 class Interrupted(Exception):
