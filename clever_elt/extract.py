@@ -10,6 +10,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 from clever_elt import spec
@@ -47,6 +48,7 @@ class ExtractResult:
     baseline: BaselineManifest | None = None
     gap: bool = False
     duration_s: float = 0.0
+    api_now: datetime | None = None
 
 
 class _CursorLost(Exception):
@@ -87,6 +89,7 @@ def extract(client: CleverClient, lake: Lake, progress: Progress | None = None) 
             ) from again
 
     result.cursor_after = lake.cursor(district)
+    result.api_now = client.server_now
     result.duration_s = time.monotonic() - started
     log.info(
         "extracted %d events (%d flagged) in %d pages, %d files, %.1f MB, %.1fs; cursor %s -> %s",

@@ -70,5 +70,7 @@ class Settings:
         base_url = check_base_url(env.get("CLEVER_API_BASE_URL") or DEFAULT_BASE_URL)
         data_dir = Path(env.get("CLEVER_ELT_DATA_DIR") or DEFAULT_DATA_DIR)
         if data_dir.exists() and not data_dir.is_dir():
-            raise SettingsError(f"CLEVER_ELT_DATA_DIR points at a file, not a directory: {data_dir}")
+            raise SettingsError(
+                f"CLEVER_ELT_DATA_DIR points at a file, not a directory: {data_dir}"
+            )
         return cls(token=token, base_url=base_url, data_dir=data_dir)

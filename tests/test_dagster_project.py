@@ -254,3 +254,22 @@ def test_asset_graph_pages_show_the_assets_in_a_real_browser(webserver):
         for asset in ("users_history", "users_current", "users_versions"):
             expect(page.get_by_text(asset, exact=True).first).to_be_visible(timeout=60_000)
         browser.close()
+
+
+def test_cursor_age_is_measured_on_the_api_clock_not_the_local_one(
+    sim_server, tmp_path, monkeypatch
+):
+    settings = _settings(sim_server, tmp_path, monkeypatch)
+    result = _sync(settings)
+    evaluation = next(
+        e for e in result.get_asset_check_evaluations() if e.check_name == "cursor_fresh"
+    )
+    # The simulator's clock is months behind this machine's: only its Date header gives a fresh age.
+    assert evaluation.passed, evaluation.metadata["description"].value
+    # The timeline's last burst is ~7 days after its default now: 35 days on, it is ~28 days old.
+    sim_server.simulator.advance(seconds=35 * 86400)
+    stale = next(
+        e for e in _sync(settings).get_asset_check_evaluations() if e.check_name == "cursor_fresh"
+    )
+    assert not stale.passed
+    assert stale.severity == dg.AssetCheckSeverity.WARN

@@ -12,6 +12,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from functools import partial
 from typing import Any, TypeVar
@@ -80,6 +81,7 @@ class CleverClient:
         self._local = threading.local()
         self._sessions: list[requests.Session] = []
         self._sessions_lock = threading.Lock()
+        self._server_time: float | None = None
 
     def __repr__(self) -> str:
         return f"CleverClient({self.base_url!r}, page_size={self.page_size})"
@@ -97,6 +99,11 @@ class CleverClient:
         self.close()
 
     # Clever calls the sync procedure needs.
+
+    @property
+    def server_now(self) -> datetime | None:
+        """The API's own clock (its last `Date` header): what retention is measured against."""
+        return datetime.fromtimestamp(self._server_time, UTC) if self._server_time else None
 
     def district_id(self) -> str:
         """The district this token belongs to (a district token sees exactly one)."""
@@ -282,6 +289,7 @@ class CleverClient:
         # 10 MB pages; urllib3 still checks Content-Length and decodes gzip.
         with self._session().get(url, timeout=self.timeout, stream=True) as response:
             body = response.raw.read(decode_content=True)
+            self._server_time = _date(response.headers) or self._server_time
             return response.status_code, response.headers, body
 
     def _backoff(self, attempt: int) -> float:

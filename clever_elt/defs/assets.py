@@ -77,7 +77,9 @@ def clever_events(
         f"{result.duration_s:.1f} s"
     )
     yield dg.MaterializeResult(metadata=extract_metadata(result))
-    yield check_result("cursor_fresh", cursor_age_outcome(result.cursor_after, None), EXTRACT_KEY)
+    yield check_result(
+        "cursor_fresh", cursor_age_outcome(result.cursor_after, result.api_now), EXTRACT_KEY
+    )
 
 
 @dg.multi_asset(
