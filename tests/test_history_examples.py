@@ -1,4 +1,4 @@
-"""The real recorded payloads in ../shared/examples, written into a lake the way extraction does,
+"""The real recorded payloads (tests/data/clever_examples), written into a lake as extraction does,
 give exactly this history: reconstruction from real previous_attributes (whole `name`, sparse
 `roles` and `ext`, whole arrays), the missed events between the 2023-03-12 and 2023-03-26 batches,
 a re-created id, and the old `students.*` type kept and flagged."""
@@ -16,7 +16,7 @@ from clever_elt.lake.events import EventPageDecoder, write_events
 from clever_elt.lake.layout import Lake
 from clever_elt.warehouse import Warehouse, checks
 
-EXAMPLES = Path(__file__).resolve().parents[2] / "shared" / "examples"
+EXAMPLES = Path(__file__).resolve().parent / "data" / "clever_examples"
 DISTRICT = "58da8a43cc70ab00017a1a87"
 SYSTEM = "valid_from, valid_to, _event_id, _change, _missed_before"
 

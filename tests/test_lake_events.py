@@ -13,7 +13,7 @@ from clever_elt.envelope import PageDecodeError, next_page_uri
 from clever_elt.lake.events import EventPageDecoder, write_events
 from clever_elt.lake.layout import Lake, atomic_path
 
-EXAMPLES = Path(__file__).resolve().parents[2] / "shared" / "examples"
+EXAMPLES = Path(__file__).resolve().parent / "data" / "clever_examples"
 LIST_PAGE = EXAMPLES / "events_list_page.v3.0.expired_cursor_starting_after.raw.json"
 EMPTY_PAGE = EXAMPLES / "events_list_page.v1.1.end_of_stream_empty.raw.json"
 SINGLE_ITEMS = sorted(p for p in EXAMPLES.glob("*.*.v*.json") if "list_page" not in p.name)
