@@ -90,11 +90,13 @@ def summarize(result: dg.ExecuteInProcessResult) -> Summary:
                 summary.checks_passed += 1
             else:
                 description = evaluation.metadata.get("description")
+                count = evaluation.metadata.get("count")
+                found = f"{count.value:,} found" if count else "failed"
                 summary.failed_checks.append(
                     (
                         f"{evaluation.asset_key.to_user_string()}:{evaluation.check_name}",
                         evaluation.severity.value,
-                        description.value if description else "",
+                        f"{found}; expected: {description.value}" if description else found,
                     )
                 )
         elif kind == "STEP_FAILURE" and summary.failure is None:
