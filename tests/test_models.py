@@ -48,7 +48,7 @@ def test_templates_give_every_record_type_its_models_in_dependency_order():
     )
     assert by_name["clever.users_current"].deps == (("clever", "users_history"),)
     assert "One row per version of a users record" in users.description
-    assert len(models) == 6 * len(spec.record_types())
+    assert len(models) == 8 * len(spec.record_types())
 
 
 def test_unknown_reference_fails_when_models_are_loaded_naming_the_file(tmp_path):

@@ -16,7 +16,13 @@ from clever_elt.lake.layout import Lake
 from clever_elt.warehouse import load as _load
 from clever_elt.warehouse.load import LoadResult
 from clever_elt.warehouse.models import Model, ModelError, discover
-from clever_elt.warehouse.runner import ModelResult, ModelRunError, create_macros, materialize
+from clever_elt.warehouse.runner import (
+    Increment,
+    ModelResult,
+    ModelRunError,
+    create_macros,
+    materialize,
+)
 
 DEFAULT_SQL_DIR = Path(__file__).resolve().parents[2] / "dbt_like_sql"
 
@@ -31,10 +37,25 @@ __all__ = [
 ]
 
 
+# A whole `clever-elt run` must stay under 1 GiB resident: DuckDB gets this much and spills the
+# rest of a large join, sort or window to a directory beside the database file.
+MEMORY_LIMIT = "600MB"
+SPILL_DIR = "duckdb-spill"
+
+
 def connect(db_path: str | os.PathLike[str], read_only: bool = False) -> duckdb.DuckDBPyConnection:
-    """A connection to the warehouse file, in UTC (TIMESTAMPTZ would otherwise render locally)."""
+    """A connection to the warehouse file, in UTC (TIMESTAMPTZ would otherwise render locally),
+    with bounded memory."""
     con = duckdb.connect(str(db_path), read_only=read_only)
-    con.execute("SET TimeZone = 'UTC'")
+    spill = Path(db_path).resolve().parent / SPILL_DIR
+    con.execute(
+        f"""
+        SET TimeZone = 'UTC';
+        SET memory_limit = '{MEMORY_LIMIT}';
+        SET temp_directory = '{str(spill).replace("'", "''")}';
+        SET preserve_insertion_order = false;
+        """
+    )
     return con
 
 
@@ -76,20 +97,41 @@ class Warehouse:
             self._models = discover(self.sql_dir, _load.SOURCES)
         return list(self._models)
 
+    def increment(self, model: Model) -> Increment | None:
+        """How a model can be built incrementally, or None if only in full.
+
+        Every relation of one record type has an `id` column and holds rows of single ids; a
+        table or scd2 model of a record type whose grain is per id can be rebuilt id by id.
+        """
+        if model.kind == "view" or model.record_type is None:
+            return None
+        if "id" not in (model.unique_key or model.grain):
+            return None
+        sources = frozenset(m.key for m in self.models() if m.record_type == model.record_type)
+        return Increment(sources=sources)
+
     def materialize(
-        self, model: Model, con: duckdb.DuckDBPyConnection | None = None
+        self,
+        model: Model,
+        con: duckdb.DuckDBPyConnection | None = None,
+        full_refresh: bool = False,
     ) -> ModelResult:
-        """Build one model (on `con` if given, else on a connection of its own)."""
+        """Build one model (on `con` if given, else on a connection of its own); incrementally
+        where it can be, unless `full_refresh`."""
         if con is None:
             with self.connect() as own:
-                return self.materialize(model, own)
+                return self.materialize(model, own, full_refresh)
         if not self._macros_ready:
             _load.ensure_raw(con)
             create_macros(con, self.sql_dir / "macros.sql", self.compiled_dir)
             self._macros_ready = True
-        return materialize(con, model, self.compiled_dir)
+        return materialize(
+            con, model, self.compiled_dir, self.increment(model), full_refresh=full_refresh
+        )
 
-    def build(self) -> dict[str, ModelResult]:
+    def build(self, full_refresh: bool = False) -> dict[str, ModelResult]:
         """Materialize every model in dependency order; returns results by model name."""
         with self.connect() as con:
-            return {model.name: self.materialize(model, con) for model in self.models()}
+            return {
+                model.name: self.materialize(model, con, full_refresh) for model in self.models()
+            }

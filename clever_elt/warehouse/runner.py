@@ -2,20 +2,25 @@
 
 Kinds: `view`, `table`, and `scd2`, whose SELECT yields one row per version with `valid_from` and
 an ordering column; the kind adds `valid_to` (the next version's `valid_from`), `is_current` and
-`_version`. A failing model rolls back and leaves the previous relation as it was.
+`_version`. A failing model rolls back and leaves the previous relation as it was. A table or
+scd2 model of one record type keyed by `id` is built incrementally once it exists: only the ids
+of events loaded since its last build are recomputed (see `Increment`).
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
+import sqlglot
+from sqlglot import exp
 
-from clever_elt.warehouse import spec_types
-from clever_elt.warehouse.models import Model, quote_key
+from clever_elt.warehouse import spec_checks, spec_types
+from clever_elt.warehouse.models import Key, Model, quote_key
 
 log = logging.getLogger(__name__)
 
@@ -29,11 +34,48 @@ class ModelResult:
     rows: int
     duration_s: float
     sql_path: Path
+    changed_ids: int | None = None  # None: rebuilt in full
+
+
+_STATE_DDL = """
+create schema if not exists _runner;
+create table if not exists _runner.model_state (
+    model varchar primary key,
+    sql_hash varchar,
+    loaded_until timestamptz,
+    baselines varchar
+)
+"""
+
+_CHANGED = "_clever_changed_ids"
+
+
+@dataclass(frozen=True)
+class Increment:
+    """What an incremental build of a model may rely on.
+
+    Every row of such a model belongs to one `id`, and depends only on that id's events and
+    baseline records (and on the list of baselines, which forces a full build when it changes).
+    So the rows of the ids whose events were loaded after `loaded_until` are deleted and computed
+    again from the model's SQL with each per-id source filtered to those ids; other rows stand.
+    """
+
+    sources: frozenset[Key]  # relations of the same record type with an `id` column
+
+
+def _watermark(con: duckdb.DuckDBPyConnection) -> tuple[object, str]:
+    """How far raw.* has been loaded: the newest load time and the baselines known."""
+    loaded_until = con.execute("select max(_loaded_at) from raw.events").fetchall()[0][0]
+    baselines = con.execute(
+        "select coalesce(string_agg(district || '/' || taken, ',' order by district, taken), '') "
+        "from raw.baselines"
+    ).fetchall()[0][0]
+    return loaded_until, baselines
 
 
 def macro_statements(macros_file: Path) -> str:
     """The macros every model may use: hand-written ones, then the ones derived from the spec."""
-    generated = ";\n\n".join(spec_types.macros())
+    generated = ";\n\n".join(spec_types.macros() + spec_checks.macros())
     return f"{macros_file.read_text(encoding='utf-8').strip()}\n\n{generated};\n"
 
 
@@ -48,7 +90,7 @@ def _keep(path: Path, text: str) -> None:
     path.write_text(text, encoding="utf-8")
 
 
-def _scd2_select(con: duckdb.DuckDBPyConnection, model: Model) -> str:
+def _scd2_select(con: duckdb.DuckDBPyConnection, model: Model, sql: str) -> str:
     columns = [row[0] for row in con.execute(f"describe {model.sql}").fetchall()]
     for required in (*model.unique_key, model.order_by, "valid_from"):
         if required not in columns:
@@ -70,9 +112,13 @@ def _scd2_select(con: duckdb.DuckDBPyConnection, model: Model) -> str:
     select.append("row_number() over versions as _version")
     body = ",\n    ".join(select)
     return (
-        f"with model as (\n{model.sql}\n)\n\n"
+        f"with model as (\n{sql}\n)\n\n"
         f"select\n    {body}\nfrom model\nwindow versions as ({window})"
     )
+
+
+def _select(con: duckdb.DuckDBPyConnection, model: Model, sql: str) -> str:
+    return _scd2_select(con, model, sql) if model.kind == "scd2" else sql
 
 
 def compile_model(con: duckdb.DuckDBPyConnection, model: Model) -> str:
@@ -80,20 +126,132 @@ def compile_model(con: duckdb.DuckDBPyConnection, model: Model) -> str:
     target = quote_key(model.key)
     if model.kind == "view":
         return f"create or replace view {target} as\n{model.sql}"
-    if model.kind == "table":
-        return f"create or replace table {target} as\n{model.sql}"
-    return f"create or replace table {target} as\n{_scd2_select(con, model)}"
+    return f"create or replace table {target} as\n{_select(con, model, model.sql)}"
 
 
-def materialize(con: duckdb.DuckDBPyConnection, model: Model, compiled_dir: Path) -> ModelResult:
+def restrict_to_changed(model: Model, sources: frozenset[Key]) -> str:
+    """The model's SQL with each reference to a per-id source read through the changed ids.
+
+    The text is kept as written; only the referenced names are replaced (sqlglot finds them).
+    """
+    tree = sqlglot.parse_one(model.sql, read="duckdb")
+    spans = []
+    for table in tree.find_all(exp.Table):
+        if (table.db, table.name) not in sources:
+            continue
+        start = table.args["db"].meta["start"]
+        end = table.this.meta["end"] + 1
+        filtered = (
+            f"(select * from {quote_key((table.db, table.name))} "
+            f"where id in (select id from {_CHANGED}))"
+        )
+        if not table.alias:
+            filtered += f" as {table.name}"
+        spans.append((start, end, filtered))
+    sql = model.sql
+    for start, end, text in sorted(spans, reverse=True):
+        sql = sql[:start] + text + sql[end:]
+    return sql
+
+
+def _exists(con: duckdb.DuckDBPyConnection, key: Key) -> bool:
+    return bool(
+        con.execute(
+            "select count(*) from duckdb_tables() where schema_name = $1 and table_name = $2",
+            [key[0], key[1]],
+        ).fetchall()[0][0]
+    )
+
+
+def _state(con: duckdb.DuckDBPyConnection, name: str) -> tuple | None:
+    rows = con.execute(
+        "select sql_hash, loaded_until, baselines from _runner.model_state where model = $1",
+        [name],
+    ).fetchall()
+    return rows[0] if rows else None
+
+
+def _save_state(
+    con: duckdb.DuckDBPyConnection, name: str, sql_hash: str, loaded_until, baselines: str
+) -> None:
+    con.execute(
+        "insert or replace into _runner.model_state values ($1, $2, $3, $4)",
+        [name, sql_hash, loaded_until, baselines],
+    )
+
+
+def _incremental(
+    con: duckdb.DuckDBPyConnection,
+    model: Model,
+    increment: Increment,
+    sql_hash: str,
+    watermark: tuple[object, str],
+    sql_path: Path,
+) -> int | None:
+    """Rebuild only the changed ids' rows; None when a full build is needed instead."""
+    state = _state(con, model.name)
+    if state is None or not _exists(con, model.key):
+        return None
+    old_hash, loaded_until, baselines = state
+    if old_hash != sql_hash or baselines != watermark[1]:
+        return None
+    # An upstream model of the same kind must already include every load this build sees.
+    for dep in model.deps:
+        dep_state = _state(con, f"{dep[0]}.{dep[1]}") if dep in increment.sources else None
+        if dep_state is not None and dep_state[1:] != watermark:
+            return None
+    con.execute(
+        f"""
+        create or replace temp table {_CHANGED} as
+        select distinct object_id as id from raw.events
+        where record_type = $record_type and object_id is not null
+            and ($since is null or _loaded_at > $since)
+        """,
+        {"record_type": model.record_type, "since": loaded_until},
+    )
+    changed = con.execute(f"select count(*) from {_CHANGED}").fetchall()[0][0]
+    if changed:
+        target = quote_key(model.key)
+        select = _select(con, model, restrict_to_changed(model, increment.sources))
+        statements = [
+            f"delete from {target} where id in (select id from {_CHANGED})",
+            f"insert into {target} by name\n{select}",
+        ]
+        _keep(
+            sql_path,
+            f"-- {model.description} ({changed} changed ids)\n" + ";\n\n".join(statements) + ";\n",
+        )
+        for statement in statements:
+            con.execute(statement)
+    return changed
+
+
+def materialize(
+    con: duckdb.DuckDBPyConnection,
+    model: Model,
+    compiled_dir: Path,
+    increment: Increment | None = None,
+    full_refresh: bool = False,
+) -> ModelResult:
+    """Build one model; incrementally when `increment` says how and nothing forces a full build."""
     started = time.perf_counter()
     sql_path = compiled_dir / model.key[0] / f"{model.key[1]}.sql"
     con.execute("begin transaction")
     try:
         con.execute(f"create schema if not exists {spec_types.quote(model.key[0])}")
         statement = compile_model(con, model)
-        _keep(sql_path, f"-- {model.description}\n{statement};\n")
-        con.execute(statement)
+        sql_hash = hashlib.sha256(statement.encode()).hexdigest()
+        changed = None
+        if increment is not None:
+            con.execute(_STATE_DDL)
+            watermark = _watermark(con)
+            if not full_refresh:
+                changed = _incremental(con, model, increment, sql_hash, watermark, sql_path)
+        if changed is None:
+            _keep(sql_path, f"-- {model.description}\n{statement};\n")
+            con.execute(statement)
+        if increment is not None:
+            _save_state(con, model.name, sql_hash, *watermark)
         rows = con.execute(f"select count(*) from {quote_key(model.key)}").fetchall()[0][0]
         con.execute("commit")
     except duckdb.Error as exc:
@@ -104,8 +262,18 @@ def materialize(con: duckdb.DuckDBPyConnection, model: Model, compiled_dir: Path
     except BaseException:
         con.execute("rollback")
         raise
-    result = ModelResult(rows=rows, duration_s=time.perf_counter() - started, sql_path=sql_path)
+    result = ModelResult(
+        rows=rows,
+        duration_s=time.perf_counter() - started,
+        sql_path=sql_path,
+        changed_ids=changed,
+    )
     log.info(
-        "materialized %s (%s): %d rows in %.2fs", model.name, model.kind, rows, result.duration_s
+        "materialized %s (%s, %s): %d rows in %.2fs",
+        model.name,
+        model.kind,
+        "full" if changed is None else f"{changed} changed ids",
+        rows,
+        result.duration_s,
     )
     return result

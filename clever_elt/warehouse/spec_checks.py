@@ -1,0 +1,186 @@
+"""Macros, derived from the spec, that find what the typed tables cannot hold: values that do not
+fit their spec type and keys the spec does not list.
+
+The audit models `<rt>_unfit_values` and `<rt>_unknown_fields` call them once per version or
+object (so they are built id by id like every model); the checks only read those tables.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from clever_elt import spec
+from clever_elt.warehouse import spec_types
+
+# spec_types.path_key in SQL: a key as json_tree writes it in a path.
+_PATH_KEY_SQL = (
+    "case when regexp_full_match(k, '[A-Za-z_][A-Za-z0-9_]*') then k "
+    """else '"' || replace(replace(k, '\\', '\\\\'), '"', '\\"') || '"' end"""
+)
+
+
+def _sql_list(values: list[str]) -> str:
+    return "[" + ", ".join(_literal(v) for v in values) + "]"
+
+
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _cast_failure_terms(record_type: str) -> list[tuple[str, str]]:
+    """(path, SQL counting failures) for the scalar casts the fast parse can reject silently.
+
+    `raw_text` is the state parsed with those scalars as text; `record` the typed record.
+    """
+    terms: list[tuple[str, str]] = []
+
+    def walk(node: dict[str, Any], path: str, raw: str, typed: str) -> None:
+        node_kind = spec_types.kind(node)
+        if node_kind == "struct":
+            for name, child in node["properties"].items():
+                key = spec_types.quote(name)
+                walk(child, f"{path}.{name}", f"{raw}.{key}", f"{typed}.{key}")
+        elif node_kind == "list":
+            items = node.get("items") or {}
+            if spec_types.kind(items) != "struct":
+                return
+            for name, child in items["properties"].items():
+                if spec_types.kind(child) in ("struct", "list", "json", "VARCHAR"):
+                    continue
+                key = spec_types.quote(name)
+                condition = f"z[1].{key} is not null and z[2].{key} is null"
+                terms.append(
+                    (
+                        f"{path}[*].{name}",
+                        f"coalesce(list_count(list_filter(list_zip({raw}, {typed}), "
+                        f"lambda z: {condition})), 0)",
+                    )
+                )
+        elif node_kind not in ("json", "VARCHAR"):
+            terms.append((path, f"({raw} is not null and {typed} is null)::int"))
+
+    for column in spec_types.columns(record_type):
+        key = spec_types.quote(column.name)
+        walk(column.node, column.name, f"raw_text.{key}", f"record.{key}")
+    return terms
+
+
+def _text_structure(node: dict[str, Any]) -> Any:
+    node_kind = spec_types.kind(node)
+    if node_kind == "struct":
+        return {k: _text_structure(v) for k, v in node["properties"].items()}
+    if node_kind == "list":
+        return [_text_structure(node.get("items") or {})]
+    return "JSON" if node_kind == "json" else "VARCHAR"
+
+
+def _kind_paths(record_type: str) -> list[str]:
+    """JSON paths (no wildcards) of every spec value outside arrays that is not a cast scalar."""
+    found: list[str] = []
+
+    def walk(node: dict[str, Any], path: str) -> None:
+        if spec_types.kind(node) in ("struct", "list", "json", "VARCHAR"):
+            found.append(path)
+        if spec_types.kind(node) == "struct":
+            for name, child in node["properties"].items():
+                walk(child, f"{path}.{spec_types.path_key(name)}")
+
+    for column in spec_types.columns(record_type):
+        walk(column.node, f"$.{spec_types.path_key(column.name)}")
+    return found
+
+
+def text_macro(record_type: str) -> str:
+    """`clever_text_<rt>(state)`: the state parsed with every scalar as text (nothing rejected)."""
+    node = {
+        "type": "object",
+        "properties": {c.name: c.node for c in spec_types.columns(record_type)},
+    }
+    structure = json.dumps(_text_structure(node), separators=(",", ":"))
+    return (
+        f"create or replace macro clever_text_{record_type}(state) as\n"
+        f"    from_json(state, {_literal(structure)})"
+    )
+
+
+def unfit_macro(record_type: str) -> str:
+    """`clever_unfit_<rt>(state, raw_text, record, suspect)`: [{path, values}] of the values that
+    are NULL in `record` but not in `state`.
+
+    Scalars that are cast (bad timestamps, dates, booleans) are counted on every version; values
+    of the wrong JSON kind (an object where a string belongs...) can only be in versions the fast
+    parse flagged (`suspect`), and those are compared path by path.
+    """
+    scalars = ", ".join(
+        f"{{'path': {_literal(path)}, 'values': {term}}}"
+        for path, term in _cast_failure_terms(record_type)
+    )
+    paths = _sql_list(_kind_paths(record_type))
+    kinds = (
+        f"list_transform(list_filter(list_zip({paths}, json_type(state, {paths}), "
+        f"json_type(to_json(record), {paths})), "
+        "lambda z: z[2] is not null and z[2] <> 'NULL' and (z[3] is null or z[3] = 'NULL')), "
+        "lambda z: {'path': z[1], 'values': 1})"
+    )
+    return (
+        f"create or replace macro clever_unfit_{record_type}(state, raw_text, record, suspect) as\n"
+        f"    list_concat(\n"
+        f"        list_filter([{scalars}]::struct(path varchar, values int)[], "
+        f"lambda f: f.values > 0),\n"
+        f"        case when suspect then {kinds} else [] end\n"
+        f"    )"
+    )
+
+
+def object_parts(record_type: str) -> list[str]:
+    """The paths whose JSON one extract pulls out of an object: every object the spec lists the
+    keys of, an array of objects as the array itself."""
+    return list(dict.fromkeys(p.split("[*]")[0] for p in spec_types.object_paths(record_type)))
+
+
+def parts_macro(record_type: str) -> str:
+    """`clever_parts_<rt>(object)`: one multi-path extract, so each object is parsed once."""
+    return (
+        f"create or replace macro clever_parts_{record_type}(object) as\n"
+        f"    json_extract(object, {_sql_list(object_parts(record_type))})"
+    )
+
+
+def unknown_fields_macro(record_type: str) -> str:
+    """`clever_unknown_fields_<rt>(parts)`: the paths of keys the spec does not list, one per
+    occurrence, in the objects whose keys it lists (free-form ones such as `ext` hold anything)."""
+    parts = object_parts(record_type)
+    unknown = []
+    for path, keys in spec_types.object_paths(record_type).items():
+        head, star, rest = path.partition("[*]")
+        part = f"parts[{parts.index(head) + 1}]"
+        if star:
+            items = _literal(f"$[*]{rest}")
+            found = (
+                f"flatten(list_transform(json_extract({part}, {items}), lambda v: json_keys(v)))"
+            )
+        else:
+            found = f"json_keys({part})"
+        unknown.append(
+            f"list_transform(list_filter(coalesce({found}, []), "
+            f"lambda k: not list_contains({_sql_list(keys)}, k)), "
+            f"lambda k: {_literal(path)} || '.' || {_PATH_KEY_SQL})"
+        )
+    return (
+        f"create or replace macro clever_unknown_fields_{record_type}(parts) as\n"
+        f"    list_concat({', '.join(unknown)})"
+    )
+
+
+def macros() -> list[str]:
+    """Every macro of this module, as `create or replace macro` statements."""
+    statements = []
+    for record_type in spec.record_types():
+        statements += [
+            text_macro(record_type),
+            unfit_macro(record_type),
+            parts_macro(record_type),
+            unknown_fields_macro(record_type),
+        ]
+    return statements
