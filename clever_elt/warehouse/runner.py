@@ -47,7 +47,10 @@ create table if not exists _runner.model_state (
 )
 """
 
-_CHANGED = "_clever_changed_ids"
+_IDS = "_clever_ids"  # the ids to (re)build
+_CHANGED = "_clever_batch_ids"  # the ids of one batch
+# Events per batch of a build: the memory a batch needs grows with its events' JSON.
+BATCH_SOURCE_ROWS = 150_000
 
 
 @dataclass(frozen=True)
@@ -129,8 +132,9 @@ def compile_model(con: duckdb.DuckDBPyConnection, model: Model) -> str:
     return f"create or replace table {target} as\n{_select(con, model, model.sql)}"
 
 
-def restrict_to_changed(model: Model, sources: frozenset[Key]) -> str:
-    """The model's SQL with each reference to a per-id source read through the changed ids.
+def restrict_to_changed(model: Model, sources: frozenset[Key], low: str, high: str) -> str:
+    """The model's SQL with each reference to a per-id source read through the changed ids, all
+    between `low` and `high` (a range DuckDB can push into the scans of raw.*).
 
     The text is kept as written; only the referenced names are replaced (sqlglot finds them).
     """
@@ -143,7 +147,8 @@ def restrict_to_changed(model: Model, sources: frozenset[Key]) -> str:
         end = table.this.meta["end"] + 1
         filtered = (
             f"(select * from {quote_key((table.db, table.name))} "
-            f"where id in (select id from {_CHANGED}))"
+            f"where id between {spec_types.literal(low)} and {spec_types.literal(high)} "
+            f"and id in (select id from {_CHANGED}))"
         )
         if not table.alias:
             filtered += f" as {table.name}"
@@ -202,28 +207,91 @@ def _incremental(
             return None
     con.execute(
         f"""
-        create or replace temp table {_CHANGED} as
+        create or replace temp table {_IDS} as
         select distinct object_id as id from raw.events
         where record_type = $record_type and object_id is not null
             and ($since is null or _loaded_at > $since)
         """,
         {"record_type": model.record_type, "since": loaded_until},
     )
-    changed = con.execute(f"select count(*) from {_CHANGED}").fetchall()[0][0]
-    if changed:
-        target = quote_key(model.key)
-        select = _select(con, model, restrict_to_changed(model, increment.sources))
-        statements = [
-            f"delete from {target} where id in (select id from {_CHANGED})",
-            f"insert into {target} by name\n{select}",
-        ]
-        _keep(
-            sql_path,
-            f"-- {model.description} ({changed} changed ids)\n" + ";\n\n".join(statements) + ";\n",
+    return _build_ids(con, model, increment, sql_path, replace=True)
+
+
+def _build_ids(
+    con: duckdb.DuckDBPyConnection,
+    model: Model,
+    increment: Increment,
+    sql_path: Path,
+    replace: bool,
+) -> int:
+    """(Re)build the rows of the ids in the temp table `_IDS`; returns how many ids.
+
+    Ids go in batches of about `BATCH_SOURCE_ROWS` events, by id range: a batch's events and
+    states (joined, parsed, windowed) fit in memory where all of a large district's would not.
+    """
+    ids, source_rows = con.execute(
+        f"""
+        select count(*), (
+            select count(*) from raw.events
+            where record_type = $record_type and object_id in (select id from {_IDS})
         )
+        from {_IDS}
+        """,
+        {"record_type": model.record_type},
+    ).fetchall()[0]
+    batches = max(1, -(-source_rows // BATCH_SOURCE_ROWS))
+    ranges = con.execute(
+        f"""
+        select min(id), max(id)
+        from (select id, ntile({batches}) over (order by id) as batch from {_IDS})
+        group by batch order by 1
+        """
+    ).fetchall()
+    target = quote_key(model.key)
+    kept: list[str] = []
+    for low, high in ranges:
+        con.execute(
+            f"create or replace temp table {_CHANGED} as "
+            f"select id from {_IDS} where id between $low and $high",
+            {"low": low, "high": high},
+        )
+        select = _select(con, model, restrict_to_changed(model, increment.sources, low, high))
+        statements = [f"insert into {target} by name\n{select}"]
+        if replace:
+            statements.insert(0, f"delete from {target} where id in (select id from {_CHANGED})")
         for statement in statements:
             con.execute(statement)
-    return changed
+        kept += statements
+    _keep(
+        sql_path,
+        f"-- {model.description} ({ids} ids in {len(ranges)} batches)\n"
+        + ";\n\n".join(kept[:2])
+        + ";\n",
+    )
+    return ids
+
+
+def _build_all(
+    con: duckdb.DuckDBPyConnection, model: Model, increment: Increment, sql_path: Path
+) -> None:
+    """A full build of a per-id model: every id of its record type, batch by batch."""
+    target = quote_key(model.key)
+    con.execute(
+        f"create or replace table {target} as\n"
+        f"select * from ({_select(con, model, model.sql)}) limit 0"
+    )
+    con.execute(
+        f"""
+        create or replace temp table {_IDS} as
+        select object_id as id from raw.events
+        where record_type = $record_type and object_id is not null
+        union
+        select object_id from raw.snapshots
+        where record_type = $record_type and object_id is not null
+        """,
+        {"record_type": model.record_type},
+    )
+    _build_ids(con, model, increment, sql_path, replace=False)
 
 
 def materialize(
@@ -247,7 +315,9 @@ def materialize(
             watermark = _watermark(con)
             if not full_refresh:
                 changed = _incremental(con, model, increment, sql_hash, watermark, sql_path)
-        if changed is None:
+        if changed is None and increment is not None:
+            _build_all(con, model, increment, sql_path)
+        elif changed is None:
             _keep(sql_path, f"-- {model.description}\n{statement};\n")
             con.execute(statement)
         if increment is not None:

@@ -35,7 +35,7 @@ def quote(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-def _literal(text: str) -> str:
+def literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
@@ -128,7 +128,7 @@ def _suspect(node: dict[str, Any], expr: str, depth: int) -> str | None:
 
 
 def _child(expr: str, name: str) -> str:
-    return f"json_extract({expr}, {_literal('$.' + path_key(name))})"
+    return f"json_extract({expr}, {literal('$.' + path_key(name))})"
 
 
 def _exact(node: dict[str, Any], expr: str, depth: int) -> str:
@@ -151,7 +151,7 @@ def _exact(node: dict[str, Any], expr: str, depth: int) -> str:
         return f"case when json_type({expr}) = 'OBJECT' then {expr} end"
     return (
         f"case when json_type({expr}) not in ('OBJECT', 'ARRAY') "
-        f"then from_json({expr}, {_literal(json.dumps(node_kind))}) end"
+        f"then from_json({expr}, {literal(json.dumps(node_kind))}) end"
     )
 
 
@@ -159,7 +159,7 @@ def parse_macro(record_type: str) -> str:
     structure = json.dumps(_structure(_record_node(record_type)), separators=(",", ":"))
     return (
         f"create or replace macro clever_parse_{record_type}(state) as\n"
-        f"    from_json(state, {_literal(structure)})"
+        f"    from_json(state, {literal(structure)})"
     )
 
 
@@ -197,7 +197,7 @@ def fingerprint_macro(record_type: str) -> str:
     structure = json.dumps(_fingerprint_structure(node), separators=(",", ":"))
     return (
         f"create or replace macro clever_fingerprint_{record_type}(state) as\n"
-        f"    hash(from_json(state, {_literal(structure)}))"
+        f"    hash(from_json(state, {literal(structure)}))"
     )
 
 
@@ -238,7 +238,7 @@ def differing_macro(record_type: str) -> str:
             continue
         a, b = f"a.{quote(c.name)}", f"b.{quote(c.name)}"
         same = f"({_agrees(c.node, a, b)} and {_agrees(c.node, b, a)})"
-        items.append(f"case when not {same} then {_literal(c.name)} end")
+        items.append(f"case when not {same} then {literal(c.name)} end")
     return (
         f"create or replace macro clever_differing_{record_type}(a, b) as\n"
         f"    list_filter([{', '.join(items)}]::varchar[], lambda f: f is not null)"
