@@ -1,9 +1,10 @@
 """Incremental builds: after every load of a sequence, each table built id by id equals the same
 table rebuilt in full from the same lake (deletes, re-creates, reconstructions, baselines, a resync
-after a gap), and only the ids of new events are recomputed."""
+after a gap), and only the ids of new events are recomputed, unless a model's SQL changed."""
 
 from __future__ import annotations
 
+import shutil
 from datetime import timedelta
 
 from test_history_property import sync
@@ -12,7 +13,7 @@ from test_warehouse_support import write_baseline, write_lake_events
 
 from clever_elt.lake.layout import Lake
 from clever_elt.simulator import Simulator
-from clever_elt.warehouse import Warehouse
+from clever_elt.warehouse import DEFAULT_SQL_DIR, Warehouse
 
 
 def tables(warehouse: Warehouse) -> dict[str, list[tuple]]:
@@ -106,3 +107,20 @@ def test_explicit_full_refresh_rebuilds_every_table(tmp_path):
     pair.build()
     results = pair.incremental.build(full_refresh=True)
     assert all(r.changed_ids is None for r in results.values())
+
+
+def test_changed_model_sql_rebuilds_that_model_in_full(tmp_path):
+    sql_dir = tmp_path / "sql"
+    shutil.copytree(DEFAULT_SQL_DIR, sql_dir)
+    lake = Lake(tmp_path / "lake")
+    write_lake_events(lake, [event(0, "courses.created", course("Math"))])
+    Warehouse(tmp_path / "w.duckdb", lake.root, tmp_path / "c", sql_dir).load()
+    Warehouse(tmp_path / "w.duckdb", lake.root, tmp_path / "c", sql_dir).build()
+    current = sql_dir / "clever" / "{record_type}_current.sql"
+    current.write_text(current.read_text().replace("where is_current", "where is_current = true"))
+    write_lake_events(lake, [event(60, "courses.updated", course("Algebra"), {"name": "Math"})])
+    warehouse = Warehouse(tmp_path / "w.duckdb", lake.root, tmp_path / "c", sql_dir)
+    warehouse.load()
+    results = warehouse.build()
+    assert results["clever.courses_current"].changed_ids is None
+    assert results["clever.courses_history"].changed_ids == 1

@@ -21,6 +21,7 @@ from clever_elt.warehouse.runner import (
     ModelResult,
     ModelRunError,
     create_macros,
+    macro_statements,
     materialize,
 )
 
@@ -75,6 +76,7 @@ class Warehouse:
         self.sql_dir = Path(sql_dir) if sql_dir is not None else DEFAULT_SQL_DIR
         self._macros_ready = False
         self._models: list[Model] | None = None
+        self._macros: str | None = None
 
     @contextlib.contextmanager
     def connect(self, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
@@ -97,6 +99,11 @@ class Warehouse:
             self._models = discover(self.sql_dir, _load.SOURCES)
         return list(self._models)
 
+    def _macro_text(self) -> str:
+        if self._macros is None:
+            self._macros = macro_statements(self.sql_dir / "macros.sql")
+        return self._macros
+
     def increment(self, model: Model) -> Increment | None:
         """How a model can be built incrementally, or None if only in full.
 
@@ -108,7 +115,7 @@ class Warehouse:
         if "id" not in (model.unique_key or model.grain):
             return None
         sources = frozenset(m.key for m in self.models() if m.record_type == model.record_type)
-        return Increment(sources=sources)
+        return Increment(sources=sources, macros=self._macro_text())
 
     def materialize(
         self,

@@ -64,6 +64,7 @@ class Increment:
     """
 
     sources: frozenset[Key]  # relations of the same record type with an `id` column
+    macros: str = ""  # the macros' text: a change to one (the spec's types...) means a full build
 
 
 def _watermark(con: duckdb.DuckDBPyConnection) -> tuple[object, str]:
@@ -308,7 +309,8 @@ def materialize(
     try:
         con.execute(f"create schema if not exists {spec_types.quote(model.key[0])}")
         statement = compile_model(con, model)
-        sql_hash = hashlib.sha256(statement.encode()).hexdigest()
+        macros = increment.macros if increment is not None else ""
+        sql_hash = hashlib.sha256(f"{macros}\n{statement}".encode()).hexdigest()
         changed = None
         if increment is not None:
             con.execute(_STATE_DDL)
