@@ -9,6 +9,7 @@ naming the file.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, field
 from graphlib import CycleError, TopologicalSorter
@@ -119,7 +120,16 @@ def _model(path: Path, key: Key, text: str, record_type: str | None) -> Model:
 
 
 def discover(sql_dir: Path, sources: tuple[Key, ...]) -> list[Model]:
-    """Every model under `sql_dir`, in dependency order (ties by name)."""
+    """Every model under `sql_dir`, in dependency order (ties by name); parsed again only when a
+    model file changed (each Dagster asset asks anew)."""
+    files = tuple((path, path.stat().st_mtime_ns) for path in sorted(sql_dir.glob("*/*.sql")))
+    return list(_discover(sql_dir, sources, files))
+
+
+@functools.lru_cache(maxsize=4)
+def _discover(
+    sql_dir: Path, sources: tuple[Key, ...], _files: tuple[tuple[Path, int], ...]
+) -> tuple[Model, ...]:
     models: dict[Key, Model] = {}
     for path in sorted(sql_dir.glob("*/*.sql")):
         schema, stem = path.parent.name, path.stem
@@ -156,7 +166,7 @@ def discover(sql_dir: Path, sources: tuple[Key, ...]) -> list[Model]:
         ready = sorted(graph.get_ready())
         ordered += [models[key] for key in ready]
         graph.done(*ready)
-    return ordered
+    return tuple(ordered)
 
 
 def quote_key(key: Key) -> str:
