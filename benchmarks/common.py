@@ -210,12 +210,13 @@ def measure(
         proc.returncode = os.waitstatus_to_exitcode(status)
         sampler.stop()
     return Measurement(
-        argv=argv,
+        # Results are committed: no path of this machine in them.
+        argv=["python" if arg == sys.executable else arg for arg in argv],
         returncode=proc.returncode,
         wall_s=wall,
         peak_rss_bytes=usage.ru_maxrss * 1024,
         peak_tree_rss_bytes=sampler.peak,
-        log_path=str(log_path),
+        log_path=Path(log_path).name,
         killed_at_memory_cap=memory_cap_bytes if sampler.capped else None,
     )
 
