@@ -63,11 +63,6 @@ class Lake:
         files = [p for p in base.glob("**/part-*.parquet") if _PART_NAME.match(p.name)]
         return sorted(files, key=lambda p: (_PART_NAME.match(p.name)["first"], p.name))
 
-    def districts(self) -> list[str]:
-        return sorted(
-            p.name.split("=", 1)[1] for p in self.events_dir.glob("district=*") if p.is_dir()
-        )
-
     def cursor(self, district: str) -> str | None:
         """The newest event id durably in the lake for a district (None when it holds none).
 
