@@ -27,16 +27,18 @@ create or replace macro clever_deep_merge(target, patch) as
     end;
 
 -- The state before an update: previous_attributes deep-merged onto the object. last_modified is
--- dropped: previous_attributes never lists it, so its old value is unknown.
+-- dropped: previous_attributes never lists it, so its old value is unknown. A patch without the
+-- text `null` anywhere (nearly all) needs no null markers: one plain merge does it.
 create or replace macro clever_prior_state(object, previous_attributes) as
-    json_merge_patch(
-        case
-            when json_type(previous_attributes) = 'OBJECT'
-                then clever_deep_merge(object, previous_attributes)
-            else object
-        end,
-        '{"last_modified": null}'
-    );
+    case
+        when json_type(previous_attributes) is distinct from 'OBJECT'
+            then json_merge_patch(object, '{"last_modified": null}')
+        when not contains(previous_attributes::varchar, 'null')
+            then json_merge_patch(object, previous_attributes, '{"last_modified": null}')
+        else json_merge_patch(
+            clever_deep_merge(object, previous_attributes), '{"last_modified": null}'
+        )
+    end;
 
 -- True when JSON object `state` holds every non-null value of `prior` (keys only in `state`
 -- aside): free-form objects such as ext, compared key by key at the top.

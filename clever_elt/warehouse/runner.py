@@ -121,25 +121,31 @@ def _scd2_select(con: duckdb.DuckDBPyConnection, model: Model, sql: str) -> str:
     for required in (*model.unique_key, model.order_by, "valid_from"):
         if required not in columns:
             raise ModelRunError(f"{model.name}: scd2 model must select a {required!r} column")
+    # The window sorts only the keys; the wide rows stream through a join on them. (A window over
+    # the model itself would sort every typed column, in memory, for a second time.)
+    keys = ", ".join(spec_types.quote(k) for k in (*model.unique_key, model.order_by))
+    partition = ", ".join(spec_types.quote(k) for k in model.unique_key)
     order = spec_types.quote(model.order_by)
-    window = (
-        f"partition by {', '.join(spec_types.quote(k) for k in model.unique_key)} order by {order}"
-    )
     select: list[str] = []
     for name in columns:
         if name == model.order_by:
             continue
-        select.append(spec_types.quote(name))
+        select.append(f"model.{spec_types.quote(name)}")
         if name == "valid_from":
-            select += [
-                "lead(valid_from) over versions as valid_to",
-                "lead(valid_from) over versions is null as is_current",
-            ]
-    select.append("row_number() over versions as _version")
+            select += ["intervals.valid_to", "intervals.is_current"]
+    select.append("intervals._version")
     body = ",\n    ".join(select)
     return (
-        f"with model as (\n{sql}\n)\n\n"
-        f"select\n    {body}\nfrom model\nwindow versions as ({window})"
+        f"with model as not materialized (\n{sql}\n),\n\n"
+        f"intervals as (\n"
+        f"    select\n        {keys},\n"
+        f"        lead(valid_from) over versions as valid_to,\n"
+        f"        lead(valid_from) over versions is null as is_current,\n"
+        f"        row_number() over versions as _version\n"
+        f"    from model\n"
+        f"    window versions as (partition by {partition} order by {order})\n"
+        f")\n\n"
+        f"select\n    {body}\nfrom model\ninner join intervals using ({keys})"
     )
 
 

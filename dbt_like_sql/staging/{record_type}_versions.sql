@@ -4,11 +4,11 @@
 -- ids, never times), with where its state lives: the object of event state_event_id ('object'),
 -- the state before that event ('prior'), or the baseline state_taken ('snapshot'). The
 -- clever.{record_type}_history model adds the typed state and the intervals.
-with events as (
+with events as not materialized (
     select * from staging.{record_type}_events
 ),
 
-snapshots as (
+snapshots as not materialized (
     select * from staging.{record_type}_snapshots
 ),
 
