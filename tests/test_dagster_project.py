@@ -17,7 +17,7 @@ import pytest
 import requests
 
 from clever_elt import spec
-from clever_elt.defs.assets import model_asset
+from clever_elt.defs.assets import model_assets
 from clever_elt.defs.build import build_definitions
 from clever_elt.defs.resources import DataDirResource
 from clever_elt.defs.schedules import DAILY_SYNC, SYNC_JOB
@@ -122,19 +122,22 @@ def test_a_failing_blocking_check_stops_downstream_assets(tmp_path):
         deps=(),
         path=tmp_path / "broken.sql",
     )
-    downstream = Model(
-        key=("clever", "after_broken"),
-        kind="table",
-        sql="select * from clever.broken",
-        description="One row per id of clever.broken.",
-        grain=("id",),
-        deps=(("clever", "broken"),),
-        path=tmp_path / "after_broken.sql",
-    )
+    downstream = [
+        Model(
+            key=("clever", name),
+            kind="table",
+            sql="select * from clever.broken",
+            description="One row per id of clever.broken.",
+            grain=("id",),
+            deps=(("clever", "broken"),),
+            path=tmp_path / f"{name}.sql",
+        )
+        for name in ("same_step", "other_step")
+    ]
     from dagster_duckdb import DuckDBResource
 
     result = dg.materialize(
-        [model_asset(broken), model_asset(downstream)],
+        [model_assets("one", [broken, downstream[0]]), model_assets("two", downstream[1:])],
         resources={
             "data_dir": DataDirResource(path=str(tmp_path)),
             "duckdb": DuckDBResource(database=str(tmp_path / "warehouse.duckdb")),
