@@ -161,33 +161,27 @@ def compile_model(con: duckdb.DuckDBPyConnection, model: Model) -> str:
     return f"create or replace table {target} as\n{_select(con, model, model.sql)}"
 
 
-def _batch_table(key: Key) -> str:
-    return f"_clever_batch_{key[0]}_{key[1]}"
-
-
-def per_id_sources(model: Model, sources: frozenset[Key]) -> list[Key]:
-    """The per-id relations the model's SQL reads, in order of first mention."""
-    tree = sqlglot.parse_one(model.sql, read="duckdb")
-    found = [(t.db, t.name) for t in tree.find_all(exp.Table) if (t.db, t.name) in sources]
-    return list(dict.fromkeys(found))
-
-
-def restrict_to_changed(model: Model, sources: frozenset[Key]) -> str:
-    """The model's SQL with each reference to a per-id source replaced by that source's batch
-    table (`_batch_table`), which holds the rows of the changed ids only.
+def restrict_to_changed(model: Model, sources: frozenset[Key], low: str, high: str) -> str:
+    """The model's SQL with each reference to a per-id source read through the changed ids, all
+    between `low` and `high` (a range DuckDB can push into the scans of raw.*).
 
     The text is kept as written; only the referenced names are replaced (sqlglot finds them).
     """
     tree = sqlglot.parse_one(model.sql, read="duckdb")
     spans = []
     for table in tree.find_all(exp.Table):
-        key = (table.db, table.name)
-        if key not in sources:
+        if (table.db, table.name) not in sources:
             continue
         start = table.args["db"].meta["start"]
         end = table.this.meta["end"] + 1
-        text = _batch_table(key) + ("" if table.alias else f" as {table.name}")
-        spans.append((start, end, text))
+        filtered = (
+            f"(select * from {quote_key((table.db, table.name))} "
+            f"where id between {spec_types.literal(low)} and {spec_types.literal(high)} "
+            f"and id in (select id from {_CHANGED}))"
+        )
+        if not table.alias:
+            filtered += f" as {table.name}"
+        spans.append((start, end, filtered))
     sql = model.sql
     for start, end, text in sorted(spans, reverse=True):
         sql = sql[:start] + text + sql[end:]
@@ -283,8 +277,6 @@ def _build_ids(
         """
     ).fetchall()
     target = quote_key(model.key)
-    sources = per_id_sources(model, increment.sources)
-    select: str | None = None
     kept: list[str] = []
     for low, high in ranges:
         con.execute(
@@ -292,31 +284,17 @@ def _build_ids(
             f"select id from {_IDS} where id between $low and $high",
             {"low": low, "high": high},
         )
-        # Each source's rows of the batch, copied first: the model's (large) expressions then run
-        # over full vectors, not over the few rows per vector a filter on the source would leave.
-        statements = [
-            f"create or replace temp table {_batch_table(source)} as "
-            f"select * from {quote_key(source)} "
-            f"where id between {spec_types.literal(low)} and {spec_types.literal(high)} "
-            f"and id in (select id from {_CHANGED})"
-            for source in sources
-        ]
+        select = _select(con, model, restrict_to_changed(model, increment.sources, low, high))
+        statements = [f"insert into {target} by name\n{select}"]
+        if replace:
+            statements.insert(0, f"delete from {target} where id in (select id from {_CHANGED})")
         for statement in statements:
             con.execute(statement)
-        if select is None:
-            select = _select(con, model, restrict_to_changed(model, increment.sources))
-        if replace:
-            statements.append(f"delete from {target} where id in (select id from {_CHANGED})")
-        statements.append(f"insert into {target} by name\n{select}")
-        for statement in statements[len(sources) :]:
-            con.execute(statement)
-        kept = kept or statements
-    for source in sources:
-        con.execute(f"drop table if exists {_batch_table(source)}")
+        kept += statements
     _keep(
         sql_path,
         f"-- {model.description} ({ids} ids in {len(ranges)} batches)\n"
-        + ";\n\n".join(kept)
+        + ";\n\n".join(kept[:2])
         + ";\n",
     )
     return ids
