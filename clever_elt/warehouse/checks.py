@@ -158,7 +158,7 @@ def cast_failures(con: duckdb.DuckDBPyConnection, record_type: str) -> CheckOutc
     table = quote_key(("audit", f"{record_type}_unfit_values"))
     return _outcome(
         con,
-        f"select id, path, values, state from {table} order by id, _seq, path",
+        f"select id, _version, path, values, _event_id from {table} order by id, _version, path",
         "WARN",
         f"clever.{record_type}_history: every value fits its spec type (else it is NULL there and "
         "kept in raw.events.object)",

@@ -8,7 +8,9 @@ with history as (
 
 final as (
     select
-        * exclude (valid_from, valid_to, is_current, is_deleted, _version, _missed_before),
+        * exclude (
+            valid_from, valid_to, is_current, is_deleted, _version, _missed_before, _unfit_values
+        ),
         valid_from as _updated_at
     from history
     where is_current and not is_deleted

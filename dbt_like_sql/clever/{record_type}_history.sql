@@ -4,7 +4,8 @@
 -- grain: id, _version
 -- description: One row per version of a {record_type} record (id, _version): the record's spec
 -- fields typed from the spec, valid_from (NULL when the start is unknown) and valid_to (NULL
--- while open), is_deleted for tombstones, the event behind it and how it was learned (_change).
+-- while open), is_deleted for tombstones, the event behind it and how it was learned (_change),
+-- and the values that do not fit their spec type (_unfit_values: NULL in their typed column).
 with versions as (
     select * from staging.{record_type}_versions
 ),
@@ -45,11 +46,19 @@ parsed as (
 typed as (
     select
         *,
-        case
-            when clever_suspect_{record_type}(parsed) then clever_exact_{record_type}(state)
-            else parsed
-        end as record
+        clever_suspect_{record_type}(parsed) as suspect,
+        case when suspect then clever_exact_{record_type}(state) else parsed end as record
     from parsed
+),
+
+-- Values present in the JSON state but NULL once typed, counted by path (array items apart).
+checked as (
+    select
+        *,
+        clever_unfit_{record_type}(
+            state, clever_text_{record_type}(state), record, suspect
+        ) as _unfit_values
+    from typed
 ),
 
 final as (
@@ -61,8 +70,9 @@ final as (
         _seq,
         _event_id,
         _change,
-        _missed_before
-    from typed
+        _missed_before,
+        _unfit_values
+    from checked
 )
 
 select * from final
