@@ -12,7 +12,7 @@ import subprocess
 import sys
 import threading
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -140,14 +140,15 @@ class Measurement:
     wall_s: float
     peak_rss_bytes: int
     peak_tree_rss_bytes: int
-    log_path: str
+    log_path: str  # the file's name: results are committed, with no path of this machine
     killed_at_memory_cap: int | None = None
+    log_file: Path | None = field(default=None, repr=False)  # where it is, for `log_tail`
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {k: v for k, v in asdict(self).items() if k != "log_file"}
 
     def log_tail(self, lines: int = 30) -> str:
-        text = Path(self.log_path).read_text(errors="replace").splitlines()
+        text = Path(self.log_file or self.log_path).read_text(errors="replace").splitlines()
         return "\n".join(text[-lines:])
 
 
@@ -218,6 +219,7 @@ def measure(
         peak_tree_rss_bytes=sampler.peak,
         log_path=Path(log_path).name,
         killed_at_memory_cap=memory_cap_bytes if sampler.capped else None,
+        log_file=Path(log_path),
     )
 
 

@@ -4,16 +4,18 @@ after a gap), and only the ids of new events are recomputed, unless a model's SQ
 
 from __future__ import annotations
 
+import logging
 import shutil
 from datetime import timedelta
 
+import duckdb
 from test_history_property import sync
 from test_history_scenarios import course, eid, event
 from test_warehouse_support import write_baseline, write_lake_events
 
 from clever_elt.lake.layout import Lake
 from clever_elt.simulator import Simulator
-from clever_elt.warehouse import DEFAULT_SQL_DIR, Warehouse
+from clever_elt.warehouse import DEFAULT_SQL_DIR, Warehouse, runner
 
 
 def tables(warehouse: Warehouse) -> dict[str, list[tuple]]:
@@ -124,3 +126,27 @@ def test_changed_model_sql_rebuilds_that_model_in_full(tmp_path):
     results = warehouse.build()
     assert results["clever.courses_current"].changed_ids is None
     assert results["clever.courses_history"].changed_ids == 1
+
+
+def test_a_build_that_runs_out_of_memory_is_retried_in_smaller_batches(
+    tmp_path, monkeypatch, caplog
+):
+    """DuckDB cannot spill everything: a batch too large for its memory limit fails, and the model
+    is built again, rolled back and retried in smaller batches, to the same tables."""
+    pair = Pair(tmp_path)
+    courses = [{**course(f"Course {n}"), "id": f"c{n:02}"} for n in range(20)]
+    write_lake_events(pair.lake, [event(n, "courses.created", c) for n, c in enumerate(courses)])
+    monkeypatch.setattr(runner, "BATCH_SOURCE_ROWS", 40)
+    build_ids = runner._build_ids
+
+    def scarce_memory(con, model, increment, sql_path, batch_rows, replace):
+        ids = build_ids(con, model, increment, sql_path, batch_rows, replace)
+        if model.name == "clever.courses_history" and batch_rows > 10:
+            raise duckdb.OutOfMemoryException("Out of Memory Error: a batch too large (test)")
+        return ids
+
+    monkeypatch.setattr(runner, "_build_ids", scarce_memory)
+    with caplog.at_level(logging.WARNING, logger=runner.__name__):
+        results = pair.build()
+    assert "clever.courses_history ran out of memory: again in batches of 10" in caplog.text
+    assert results["clever.courses_history"].rows == 20

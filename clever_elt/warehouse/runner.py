@@ -51,8 +51,10 @@ create table if not exists _runner.macros (digest varchar)
 
 _IDS = "_clever_ids"  # the ids to (re)build
 _CHANGED = "_clever_batch_ids"  # the ids of one batch
-# Events per batch of a build: the memory a batch needs grows with its events' JSON.
+# Events and baseline records per batch of a build: the memory a batch needs grows with their
+# JSON. A batch that still runs out of memory is retried in smaller batches, this many times.
 BATCH_SOURCE_ROWS = 150_000
+SMALLER_BATCH_RETRIES = 3
 
 
 @dataclass(frozen=True)
@@ -221,6 +223,7 @@ def _incremental(
     sql_hash: str,
     watermark: tuple[object, str],
     sql_path: Path,
+    batch_rows: int,
 ) -> int | None:
     """Rebuild only the changed ids' rows; None when a full build is needed instead."""
     state = _state(con, model.name)
@@ -243,7 +246,7 @@ def _incremental(
         """,
         {"record_type": model.record_type, "since": loaded_until},
     )
-    return _build_ids(con, model, increment, sql_path, replace=True)
+    return _build_ids(con, model, increment, sql_path, batch_rows, replace=True)
 
 
 def _build_ids(
@@ -251,11 +254,12 @@ def _build_ids(
     model: Model,
     increment: Increment,
     sql_path: Path,
+    batch_rows: int,
     replace: bool,
 ) -> int:
     """(Re)build the rows of the ids in the temp table `_IDS`; returns how many ids.
 
-    Ids go in batches of about `BATCH_SOURCE_ROWS` events, by id range: a batch's events and
+    Ids go in batches of about `batch_rows` events and baseline records, by id range: a batch's
     states (joined, parsed, windowed) fit in memory where all of a large district's would not.
     """
     ids, source_rows = con.execute(
@@ -263,12 +267,15 @@ def _build_ids(
         select count(*), (
             select count(*) from raw.events
             where record_type = $record_type and object_id in (select id from {_IDS})
+        ) + (
+            select count(*) from raw.snapshots
+            where record_type = $record_type and object_id in (select id from {_IDS})
         )
         from {_IDS}
         """,
         {"record_type": model.record_type},
     ).fetchall()[0]
-    batches = max(1, -(-source_rows // BATCH_SOURCE_ROWS))
+    batches = max(1, -(-source_rows // batch_rows))
     ranges = con.execute(
         f"""
         select min(id), max(id)
@@ -301,7 +308,11 @@ def _build_ids(
 
 
 def _build_all(
-    con: duckdb.DuckDBPyConnection, model: Model, increment: Increment, sql_path: Path
+    con: duckdb.DuckDBPyConnection,
+    model: Model,
+    increment: Increment,
+    sql_path: Path,
+    batch_rows: int,
 ) -> None:
     """A full build of a per-id model: every id of its record type, batch by batch."""
     target = quote_key(model.key)
@@ -320,7 +331,46 @@ def _build_all(
         """,
         {"record_type": model.record_type},
     )
-    _build_ids(con, model, increment, sql_path, replace=False)
+    _build_ids(con, model, increment, sql_path, batch_rows, replace=False)
+
+
+def _materialize_once(
+    con: duckdb.DuckDBPyConnection,
+    model: Model,
+    sql_path: Path,
+    increment: Increment | None,
+    full_refresh: bool,
+    batch_rows: int,
+) -> tuple[int, int | None]:
+    """One attempt, in one transaction: rolled back whole if it fails. Returns (rows, changed
+    ids or None for a full build)."""
+    con.execute("begin transaction")
+    try:
+        con.execute(f"create schema if not exists {spec_types.quote(model.key[0])}")
+        statement = compile_model(con, model)
+        macros = increment.macros if increment is not None else ""
+        sql_hash = hashlib.sha256(f"{macros}\n{statement}".encode()).hexdigest()
+        changed = None
+        if increment is not None:
+            con.execute(_STATE_DDL)
+            watermark = _watermark(con)
+            if not full_refresh:
+                changed = _incremental(
+                    con, model, increment, sql_hash, watermark, sql_path, batch_rows
+                )
+        if changed is None and increment is not None:
+            _build_all(con, model, increment, sql_path, batch_rows)
+        elif changed is None:
+            _keep(sql_path, f"-- {model.description}\n{statement};\n")
+            con.execute(statement)
+        if increment is not None:
+            _save_state(con, model.name, sql_hash, *watermark)
+        rows = con.execute(f"select count(*) from {quote_key(model.key)}").fetchall()[0][0]
+        con.execute("commit")
+    except BaseException:
+        con.execute("rollback")
+        raise
+    return rows, changed
 
 
 def materialize(
@@ -333,35 +383,24 @@ def materialize(
     """Build one model; incrementally when `increment` says how and nothing forces a full build."""
     started = time.perf_counter()
     sql_path = compiled_dir / model.key[0] / f"{model.key[1]}.sql"
-    con.execute("begin transaction")
-    try:
-        con.execute(f"create schema if not exists {spec_types.quote(model.key[0])}")
-        statement = compile_model(con, model)
-        macros = increment.macros if increment is not None else ""
-        sql_hash = hashlib.sha256(f"{macros}\n{statement}".encode()).hexdigest()
-        changed = None
-        if increment is not None:
-            con.execute(_STATE_DDL)
-            watermark = _watermark(con)
-            if not full_refresh:
-                changed = _incremental(con, model, increment, sql_hash, watermark, sql_path)
-        if changed is None and increment is not None:
-            _build_all(con, model, increment, sql_path)
-        elif changed is None:
-            _keep(sql_path, f"-- {model.description}\n{statement};\n")
-            con.execute(statement)
-        if increment is not None:
-            _save_state(con, model.name, sql_hash, *watermark)
-        rows = con.execute(f"select count(*) from {quote_key(model.key)}").fetchall()[0][0]
-        con.execute("commit")
-    except duckdb.Error as exc:
-        con.execute("rollback")
-        raise ModelRunError(
-            f"model {model.name} failed ({exc}); the SQL it ran: {sql_path}"
-        ) from exc
-    except BaseException:
-        con.execute("rollback")
-        raise
+    batch_rows = BATCH_SOURCE_ROWS
+    for retries_left in range(SMALLER_BATCH_RETRIES, -1, -1):
+        try:
+            rows, changed = _materialize_once(
+                con, model, sql_path, increment, full_refresh, batch_rows
+            )
+            break
+        except duckdb.OutOfMemoryException as exc:
+            if increment is None or not retries_left:
+                raise ModelRunError(
+                    f"model {model.name} ran out of memory ({exc}); the SQL it ran: {sql_path}"
+                ) from exc
+            batch_rows //= 4
+            log.warning("%s ran out of memory: again in batches of %d", model.name, batch_rows)
+        except duckdb.Error as exc:
+            raise ModelRunError(
+                f"model {model.name} failed ({exc}); the SQL it ran: {sql_path}"
+            ) from exc
     result = ModelResult(
         rows=rows,
         duration_s=time.perf_counter() - started,
