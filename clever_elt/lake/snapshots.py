@@ -29,12 +29,12 @@ SNAPSHOT_SCHEMA = pa.schema(
     ]
 )
 
-# Same approach as the events decoder: only the id is typed, the text kept as is.
+# Same approach as the events decoder: one parse per record for its id, the text kept as is.
 _DECODE_SQL = """
 with {page_values},
 
 fields as (
-    select fields.id as object_id, value, item_kept_whole
+    select json_extract_string(value, '$.id') as object_id, value, item_kept_whole
     from page_values
 ),
 
@@ -68,7 +68,7 @@ class RecordPageDecoder:
     safe to call from several threads at once."""
 
     def __init__(self) -> None:
-        self._query = PageQuery(_DECODE_SQL, '{"id": "VARCHAR"}')
+        self._query = PageQuery(_DECODE_SQL)
 
     def __call__(self, body: bytes) -> RecordPage:
         next_uri = next_page_uri(body)
