@@ -25,11 +25,11 @@ baselines as (
     from manifests
 ),
 
-snapshots as (
+snapshots as not materialized (
     select * from staging.{record_type}_snapshots
 ),
 
-events as (
+events as not materialized (
     select * from staging.{record_type}_events
 ),
 
