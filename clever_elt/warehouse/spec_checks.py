@@ -67,12 +67,23 @@ def _cast_failure_terms(record_type: str) -> list[tuple[str, str]]:
 
 
 def _text_structure(node: dict[str, Any]) -> Any:
+    """The part of a node's structure `_cast_failure_terms` compares, every scalar in it as text;
+    None where it compares nothing (typing the rest again would only cost time)."""
     node_kind = spec_types.kind(node)
     if node_kind == "struct":
-        return {k: _text_structure(v) for k, v in node["properties"].items()}
+        children = {k: _text_structure(v) for k, v in node["properties"].items()}
+        return {k: v for k, v in children.items() if v is not None} or None
     if node_kind == "list":
-        return [_text_structure(node.get("items") or {})]
-    return "JSON" if node_kind == "json" else "VARCHAR"
+        items = node.get("items") or {}
+        if spec_types.kind(items) != "struct":
+            return None
+        cast = [
+            name
+            for name, child in items["properties"].items()
+            if spec_types.kind(child) not in ("struct", "list", "json", "VARCHAR")
+        ]
+        return [dict.fromkeys(cast, "VARCHAR")] if cast else None
+    return None if node_kind in ("json", "VARCHAR") else "VARCHAR"
 
 
 def _kind_paths(record_type: str) -> list[str]:
@@ -92,15 +103,19 @@ def _kind_paths(record_type: str) -> list[str]:
 
 
 def text_macro(record_type: str) -> str:
-    """`clever_text_<rt>(state)`: the state parsed with every scalar as text (nothing rejected)."""
+    """`clever_text_<rt>(state)`: the state's cast scalars parsed as text (nothing rejected);
+    NULL for a record type without any."""
     node = {
         "type": "object",
         "properties": {c.name: c.node for c in spec_types.columns(record_type)},
     }
-    structure = json.dumps(_text_structure(node), separators=(",", ":"))
+    structure = _text_structure(node)
+    if structure is None:
+        return f"create or replace macro clever_text_{record_type}(state) as null"
+    text = json.dumps(structure, separators=(",", ":"))
     return (
         f"create or replace macro clever_text_{record_type}(state) as\n"
-        f"    from_json(state, {_literal(structure)})"
+        f"    from_json(state, {_literal(text)})"
     )
 
 
