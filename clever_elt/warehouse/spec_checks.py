@@ -148,38 +148,50 @@ def unfit_macro(record_type: str) -> str:
     )
 
 
-def object_parts(record_type: str) -> list[str]:
-    """The paths whose JSON one extract pulls out of an object: every object the spec lists the
-    keys of, an array of objects as the array itself."""
-    return list(dict.fromkeys(p.split("[*]")[0] for p in spec_types.object_paths(record_type)))
+def _key_paths(record_type: str) -> list[str]:
+    """Paths of the objects outside arrays whose keys the spec lists."""
+    return [p for p in spec_types.object_paths(record_type) if "[*]" not in p]
+
+
+def _array_paths(record_type: str) -> list[str]:
+    """The arrays whose items are objects the spec lists the keys of."""
+    paths = spec_types.object_paths(record_type)
+    return list(dict.fromkeys(p.partition("[*]")[0] for p in paths if "[*]" in p))
 
 
 def parts_macro(record_type: str) -> str:
-    """`clever_parts_<rt>(object)`: one multi-path extract, so each object is parsed once."""
+    """`clever_parts_<rt>(object)`: the keys of every listed object outside arrays (one multi-path
+    `json_keys`: one parse, nothing serialized) and the arrays of listed objects as JSON."""
+    arrays = _array_paths(record_type)
+    array_sql = f"json_extract(object, {_sql_list(arrays)})" if arrays else "null::json[]"
     return (
         f"create or replace macro clever_parts_{record_type}(object) as\n"
-        f"    json_extract(object, {_sql_list(object_parts(record_type))})"
+        f"    struct_pack(\n"
+        f"        keys := json_keys(object, {_sql_list(_key_paths(record_type))}),\n"
+        f"        arrays := {array_sql}\n"
+        f"    )"
     )
 
 
 def unknown_fields_macro(record_type: str) -> str:
     """`clever_unknown_fields_<rt>(parts)`: the paths of keys the spec does not list, one per
     occurrence, in the objects whose keys it lists (free-form ones such as `ext` hold anything)."""
-    parts = object_parts(record_type)
+    key_paths, arrays = _key_paths(record_type), _array_paths(record_type)
     unknown = []
     for path, keys in spec_types.object_paths(record_type).items():
         head, star, rest = path.partition("[*]")
-        part = f"parts[{parts.index(head) + 1}]"
         if star:
             items = _literal(f"$[*]{rest}")
             found = (
-                f"flatten(list_transform(json_extract({part}, {items}), lambda v: json_keys(v)))"
+                f"flatten(list_transform(json_extract(parts.arrays[{arrays.index(head) + 1}], "
+                f"{items}), lambda v: json_keys(v)))"
             )
         else:
-            found = f"json_keys({part})"
+            found = f"parts.keys[{key_paths.index(path) + 1}]"
+        # IN over constants: several times cheaper per key than list_contains on a list literal.
+        known = f"k not in ({', '.join(_literal(k) for k in keys)})" if keys else "true"
         unknown.append(
-            f"list_transform(list_filter(coalesce({found}, []), "
-            f"lambda k: not list_contains({_sql_list(keys)}, k)), "
+            f"list_transform(list_filter(coalesce({found}, []), lambda k: {known}), "
             f"lambda k: {_literal(path)} || '.' || {_PATH_KEY_SQL})"
         )
     return (
