@@ -123,8 +123,9 @@ def _scd2_select(con: duckdb.DuckDBPyConnection, model: Model, sql: str) -> str:
     for required in (*model.unique_key, model.order_by, "valid_from"):
         if required not in columns:
             raise ModelRunError(f"{model.name}: scd2 model must select a {required!r} column")
-    # The window sorts only the keys; the wide rows stream through a join on them. (A window over
-    # the model itself would sort every typed column, in memory, for a second time.)
+    # The model runs twice: once for its keys, which the window sorts, and once for its wide rows,
+    # which stream through a join on those keys. (A window over the model itself would sort and
+    # hold every typed column.)
     keys = ", ".join(spec_types.quote(k) for k in (*model.unique_key, model.order_by))
     partition = ", ".join(spec_types.quote(k) for k in model.unique_key)
     order = spec_types.quote(model.order_by)
