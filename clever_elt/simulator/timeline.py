@@ -62,38 +62,30 @@ class Weighted:
 
 def previous_attributes(old: Record, new: Record) -> Record:
     """Old values of the top-level keys that changed, as Clever reports them."""
+    return _old_values(old, new, top=True)
+
+
+def _old_values(old: Record, new: Record, top: bool) -> Record:
+    """The old values of `old`'s keys that `new` changed: whole at the top level (`last_modified`
+    aside), except in the sparse objects (SPARSE_KEYS), which list only their changed parts, at
+    every depth."""
     out: Record = {}
     for key, before in old.items():
-        if key == "last_modified":
+        if top and key == "last_modified":
             continue
         after = new.get(key, MISSING)
         if after is before:
             continue
         if after is MISSING:
             out[key] = before
-        elif key in SPARSE_KEYS and isinstance(before, dict) and isinstance(after, dict):
-            diff = _sparse_diff(before, after)
+        elif (
+            (not top or key in SPARSE_KEYS) and isinstance(before, dict) and isinstance(after, dict)
+        ):
+            diff = _old_values(before, after, top=False)
             if diff:
                 out[key] = diff
         elif before != after:
             out[key] = before
-    return out
-
-
-def _sparse_diff(before: Record, after: Record) -> Record:
-    out: Record = {}
-    for key, old in before.items():
-        new = after.get(key, MISSING)
-        if new is old:
-            continue
-        if new is MISSING:
-            out[key] = old
-        elif isinstance(old, dict) and isinstance(new, dict):
-            diff = _sparse_diff(old, new)
-            if diff:
-                out[key] = diff
-        elif old != new:
-            out[key] = old
     return out
 
 
