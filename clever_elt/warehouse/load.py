@@ -77,20 +77,23 @@ _BODY_SHAPE = (
     '{"data": {"object": "JSON", "previous_attributes": "JSON"}, "previous_attributes": "JSON"}'
 )
 
-_INSERT_EVENTS_SQL = f"""
-insert into raw.events
+# Lake files as both inserts read them: partitions as text columns, `_file` relative to the lake.
+_LAKE_FILES = """
 with source as (
-    select *
+    select *, substr(_path, length($root) + 2) as _file
     from read_parquet(
         $files, hive_partitioning = true, hive_types_autocast = false, filename = '_path'
     )
 ),
+"""
 
+_INSERT_EVENTS_SQL = f"""
+insert into raw.events
+{_LAKE_FILES}
 parsed as (
     select
         *,
-        from_json(raw, '{_BODY_SHAPE}') as body,
-        substr(_path, length($root) + 2) as _file
+        from_json(raw, '{_BODY_SHAPE}') as body
     from source
 ),
 
@@ -144,15 +147,9 @@ final as (
 select * from final
 """
 
-_INSERT_SNAPSHOTS_SQL = """
+_INSERT_SNAPSHOTS_SQL = f"""
 insert into raw.snapshots
-with source as (
-    select *
-    from read_parquet(
-        $files, hive_partitioning = true, hive_types_autocast = false, filename = '_path'
-    )
-),
-
+{_LAKE_FILES}
 final as (
     select
         district,
@@ -161,7 +158,7 @@ final as (
         object_id,
         raw::json as object,
         problem,
-        substr(_path, length($root) + 2) as _file,
+        _file,
         $loaded_at::timestamptz as _loaded_at
     from source
     qualify row_number() over (
