@@ -12,7 +12,7 @@ import subprocess
 import sys
 import threading
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -140,15 +140,17 @@ class Measurement:
     wall_s: float
     peak_rss_bytes: int
     peak_tree_rss_bytes: int
-    log_path: str  # the file's name: results are committed, with no path of this machine
+    log_file: Path
     killed_at_memory_cap: int | None = None
-    log_file: Path | None = field(default=None, repr=False)  # where it is, for `log_tail`
 
     def as_dict(self) -> dict[str, Any]:
-        return {k: v for k, v in asdict(self).items() if k != "log_file"}
+        """JSON-ready; results are committed, so the log is named without its folder."""
+        data = asdict(self)
+        data["log_path"] = data.pop("log_file").name
+        return data
 
     def log_tail(self, lines: int = 30) -> str:
-        text = Path(self.log_file or self.log_path).read_text(errors="replace").splitlines()
+        text = self.log_file.read_text(errors="replace").splitlines()
         return "\n".join(text[-lines:])
 
 
@@ -217,9 +219,8 @@ def measure(
         wall_s=wall,
         peak_rss_bytes=usage.ru_maxrss * 1024,
         peak_tree_rss_bytes=sampler.peak,
-        log_path=Path(log_path).name,
-        killed_at_memory_cap=memory_cap_bytes if sampler.capped else None,
         log_file=Path(log_path),
+        killed_at_memory_cap=memory_cap_bytes if sampler.capped else None,
     )
 
 
