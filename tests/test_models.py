@@ -32,6 +32,7 @@ def test_templates_give_every_record_type_its_models_in_dependency_order():
     for record_type in spec.record_types():
         history = names.index(f"clever.{record_type}_history")
         assert names.index(f"staging.{record_type}_versions") < history
+        assert names.index(f"staging.{record_type}_states") < history
         assert history < names.index(f"clever.{record_type}_current")
     by_name = {m.name: m for m in models}
     users = by_name["clever.users_history"]
@@ -41,14 +42,15 @@ def test_templates_give_every_record_type_its_models_in_dependency_order():
         ("id", "_version"),
         ("id",),
     )
-    assert users.deps == (
+    assert users.deps == (("staging", "users_states"), ("staging", "users_versions"))
+    assert by_name["staging.users_states"].deps == (
         ("staging", "users_events"),
         ("staging", "users_snapshots"),
         ("staging", "users_versions"),
     )
     assert by_name["clever.users_current"].deps == (("clever", "users_history"),)
     assert "One row per version of a users record" in users.description
-    assert len(models) == 8 * len(spec.record_types())
+    assert len(models) == 9 * len(spec.record_types())
 
 
 def test_unknown_reference_fails_when_models_are_loaded_naming_the_file(tmp_path):

@@ -131,22 +131,23 @@ def test_changed_model_sql_rebuilds_that_model_in_full(tmp_path):
 def test_a_build_that_runs_out_of_memory_is_retried_in_smaller_batches(
     tmp_path, monkeypatch, caplog
 ):
-    """DuckDB cannot spill everything: a batch too large for its memory limit fails, and the model
-    is built again, rolled back and retried in smaller batches, to the same tables."""
+    """DuckDB cannot spill everything: a build too large for its memory limit fails, and the model
+    is rolled back and built again by id range in batches, then in smaller batches, to the same
+    tables."""
     pair = Pair(tmp_path)
     courses = [{**course(f"Course {n}"), "id": f"c{n:02}"} for n in range(20)]
     write_lake_events(pair.lake, [event(n, "courses.created", c) for n, c in enumerate(courses)])
     monkeypatch.setattr(runner, "BATCH_SOURCE_ROWS", 40)
-    build_ids = runner._build_ids
+    build_all = runner._build_all
 
-    def scarce_memory(con, model, increment, sql_path, batch_rows, replace):
-        ids = build_ids(con, model, increment, sql_path, batch_rows, replace)
-        if model.name == "clever.courses_history" and batch_rows > 10:
+    def scarce_memory(con, model, increment, sql_path, batch_rows):
+        build_all(con, model, increment, sql_path, batch_rows)
+        if model.name == "clever.courses_history" and (batch_rows is None or batch_rows > 10):
             raise duckdb.OutOfMemoryException("Out of Memory Error: a batch too large (test)")
-        return ids
 
-    monkeypatch.setattr(runner, "_build_ids", scarce_memory)
+    monkeypatch.setattr(runner, "_build_all", scarce_memory)
     with caplog.at_level(logging.WARNING, logger=runner.__name__):
         results = pair.build()
+    assert "clever.courses_history ran out of memory: again in batches of 40" in caplog.text
     assert "clever.courses_history ran out of memory: again in batches of 10" in caplog.text
     assert results["clever.courses_history"].rows == 20

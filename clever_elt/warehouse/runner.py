@@ -51,8 +51,9 @@ create table if not exists _runner.macros (digest varchar)
 
 _IDS = "_clever_ids"  # the ids to (re)build
 _CHANGED = "_clever_batch_ids"  # the ids of one batch
-# Events and baseline records per batch of a build: the memory a batch needs grows with their
-# JSON. A batch that still runs out of memory is retried in smaller batches, this many times.
+# A per-id model is built in one statement. One that runs out of memory is rolled back and built
+# again by id range, in batches of about this many events and baseline records, and if a batch
+# still runs out of memory, in batches a quarter the size, this many more times.
 BATCH_SOURCE_ROWS = 150_000
 SMALLER_BATCH_RETRIES = 3
 
@@ -224,7 +225,7 @@ def _incremental(
     sql_hash: str,
     watermark: tuple[object, str],
     sql_path: Path,
-    batch_rows: int,
+    batch_rows: int | None,
 ) -> int | None:
     """Rebuild only the changed ids' rows; None when a full build is needed instead."""
     state = _state(con, model.name)
@@ -255,28 +256,16 @@ def _build_ids(
     model: Model,
     increment: Increment,
     sql_path: Path,
-    batch_rows: int,
+    batch_rows: int | None,
     replace: bool,
 ) -> int:
     """(Re)build the rows of the ids in the temp table `_IDS`; returns how many ids.
 
-    Ids go in batches of about `batch_rows` events and baseline records, by id range: a batch's
-    states (joined, parsed, windowed) fit in memory where all of a large district's would not.
+    Ids go in one batch, or by id range in batches of about `batch_rows` events and baseline
+    records: a batch's states (joined, parsed, windowed) fit in memory where all of a large
+    district's may not.
     """
-    ids, source_rows = con.execute(
-        f"""
-        select count(*), (
-            select count(*) from raw.events
-            where record_type = $record_type and object_id in (select id from {_IDS})
-        ) + (
-            select count(*) from raw.snapshots
-            where record_type = $record_type and object_id in (select id from {_IDS})
-        )
-        from {_IDS}
-        """,
-        {"record_type": model.record_type},
-    ).fetchall()[0]
-    batches = max(1, -(-source_rows // batch_rows))
+    batches = 1 if batch_rows is None else max(1, -(-_source_rows(con, model) // batch_rows))
     ranges = con.execute(
         f"""
         select min(id), max(id)
@@ -284,6 +273,7 @@ def _build_ids(
         group by batch order by 1
         """
     ).fetchall()
+    ids = con.execute(f"select count(*) from {_IDS}").fetchall()[0][0]
     target = quote_key(model.key)
     kept: list[str] = []
     for low, high in ranges:
@@ -308,14 +298,36 @@ def _build_ids(
     return ids
 
 
+def _source_rows(con: duckdb.DuckDBPyConnection, model: Model) -> int:
+    """The events and baseline records of the ids in `_IDS`."""
+    return con.execute(
+        f"""
+        select (
+            select count(*) from raw.events
+            where record_type = $record_type and object_id in (select id from {_IDS})
+        ) + (
+            select count(*) from raw.snapshots
+            where record_type = $record_type and object_id in (select id from {_IDS})
+        )
+        """,
+        {"record_type": model.record_type},
+    ).fetchall()[0][0]
+
+
 def _build_all(
     con: duckdb.DuckDBPyConnection,
     model: Model,
     increment: Increment,
     sql_path: Path,
-    batch_rows: int,
+    batch_rows: int | None,
 ) -> None:
-    """A full build of a per-id model: every id of its record type, batch by batch."""
+    """A full build of a per-id model: in one statement, or every id of its record type batch by
+    batch."""
+    if batch_rows is None:
+        statement = compile_model(con, model)
+        _keep(sql_path, f"-- {model.description}\n{statement};\n")
+        con.execute(statement)
+        return
     target = quote_key(model.key)
     con.execute(
         f"create or replace table {target} as\n"
@@ -341,7 +353,7 @@ def _materialize_once(
     sql_path: Path,
     increment: Increment | None,
     full_refresh: bool,
-    batch_rows: int,
+    batch_rows: int | None,
 ) -> tuple[int, int | None]:
     """One attempt, in one transaction: rolled back whole if it fails. Returns (rows, changed
     ids or None for a full build)."""
@@ -384,8 +396,8 @@ def materialize(
     """Build one model; incrementally when `increment` says how and nothing forces a full build."""
     started = time.perf_counter()
     sql_path = compiled_dir / model.key[0] / f"{model.key[1]}.sql"
-    batch_rows = BATCH_SOURCE_ROWS
-    for retries_left in range(SMALLER_BATCH_RETRIES, -1, -1):
+    batch_rows: int | None = None
+    for retries_left in range(SMALLER_BATCH_RETRIES + 1, -1, -1):
         try:
             rows, changed = _materialize_once(
                 con, model, sql_path, increment, full_refresh, batch_rows
@@ -396,7 +408,7 @@ def materialize(
                 raise ModelRunError(
                     f"model {model.name} ran out of memory ({exc}); the SQL it ran: {sql_path}"
                 ) from exc
-            batch_rows //= 4
+            batch_rows = BATCH_SOURCE_ROWS if batch_rows is None else batch_rows // 4
             log.warning("%s ran out of memory: again in batches of %d", model.name, batch_rows)
         except duckdb.Error as exc:
             raise ModelRunError(
