@@ -1,4 +1,4 @@
--- kind: view
+-- kind: table
 -- grain: id, state_key
 -- description: Every state a {record_type} version can hold (id, state_key), typed from the spec
 -- once: each event's object (state_key: its event id), the state before an update that a version
