@@ -40,7 +40,7 @@ __all__ = [
 
 # A whole `clever-elt run` must stay under 1 GiB resident: DuckDB gets this much and spills the
 # rest of a large join, sort or window to a directory beside the database file.
-MEMORY_LIMIT = "550MB"
+MEMORY_LIMIT = "450MB"
 SPILL_DIR = "duckdb-spill"
 
 

@@ -51,6 +51,7 @@ create table if not exists _runner.macros (digest varchar)
 
 _IDS = "_clever_ids"  # the ids to (re)build
 _CHANGED = "_clever_batch_ids"  # the ids of one batch
+_INTERVALS = "_clever_intervals"  # an scd2 model's keys and their intervals
 # A per-id model is built in one statement. One that runs out of memory is rolled back and built
 # again by id range, in batches of about this many events and baseline records, and if a batch
 # still runs out of memory, in batches a quarter the size, this many more times.
@@ -119,14 +120,16 @@ def _keep(path: Path, text: str) -> None:
     path.write_text(text, encoding="utf-8")
 
 
-def _scd2_select(con: duckdb.DuckDBPyConnection, model: Model, sql: str) -> str:
+def _scd2_statements(
+    con: duckdb.DuckDBPyConnection, model: Model, sql: str, into: str
+) -> list[str]:
     columns = [row[0] for row in con.execute(f"describe {model.sql}").fetchall()]
     for required in (*model.unique_key, model.order_by, "valid_from"):
         if required not in columns:
             raise ModelRunError(f"{model.name}: scd2 model must select a {required!r} column")
-    # The model runs twice: once for its keys, which the window sorts, and once for its wide rows,
-    # which stream through a join on those keys. (A window over the model itself would sort and
-    # hold every typed column.)
+    # Two statements: the window sorts only the keys, into a temp table, and the wide rows then
+    # stream through a join on those keys. (A window over the model itself would sort and hold
+    # every typed column; one statement would hold the window and the wide rows at once.)
     keys = ", ".join(spec_types.quote(k) for k in (*model.unique_key, model.order_by))
     partition = ", ".join(spec_types.quote(k) for k in model.unique_key)
     order = spec_types.quote(model.order_by)
@@ -139,57 +142,81 @@ def _scd2_select(con: duckdb.DuckDBPyConnection, model: Model, sql: str) -> str:
             select += ["intervals.valid_to", "intervals.is_current"]
     select.append("intervals._version")
     body = ",\n    ".join(select)
-    return (
-        f"with model as not materialized (\n{sql}\n),\n\n"
-        f"intervals as (\n"
-        f"    select\n        {keys},\n"
-        f"        lead(valid_from) over versions as valid_to,\n"
-        f"        lead(valid_from) over versions is null as is_current,\n"
-        f"        row_number() over versions as _version\n"
-        f"    from model\n"
-        f"    window versions as (partition by {partition} order by {order})\n"
-        f")\n\n"
-        f"select\n    {body}\nfrom model\ninner join intervals using ({keys})"
+    intervals = (
+        f"create or replace temp table {_INTERVALS} as\n"
+        f"select\n    {keys},\n"
+        f"    lead(valid_from) over versions as valid_to,\n"
+        f"    lead(valid_from) over versions is null as is_current,\n"
+        f"    row_number() over versions as _version\n"
+        f"from (\n{sql}\n) as model\n"
+        f"window versions as (partition by {partition} order by {order})"
     )
+    rows = (
+        f"{into}\nselect\n    {body}\nfrom (\n{sql}\n) as model\n"
+        f"inner join {_INTERVALS} as intervals using ({keys})"
+    )
+    return [intervals, rows]
 
 
-def _select(con: duckdb.DuckDBPyConnection, model: Model, sql: str) -> str:
-    return _scd2_select(con, model, sql) if model.kind == "scd2" else sql
+def _statements(con: duckdb.DuckDBPyConnection, model: Model, sql: str, into: str) -> list[str]:
+    """The statements that put the rows of `sql` (the model's SELECT, or a version of it) `into`
+    a table (`into` being e.g. `insert into t by name`)."""
+    if model.kind == "scd2":
+        return _scd2_statements(con, model, sql, into)
+    return [f"{into}\n{sql}"]
 
 
-def compile_model(con: duckdb.DuckDBPyConnection, model: Model) -> str:
-    """The statement that materializes a model (DDL around its SELECT)."""
+def compile_model(con: duckdb.DuckDBPyConnection, model: Model) -> list[str]:
+    """The statements that materialize a model (DDL around its SELECT)."""
     target = quote_key(model.key)
     if model.kind == "view":
-        return f"create or replace view {target} as\n{model.sql}"
-    return f"create or replace table {target} as\n{_select(con, model, model.sql)}"
+        return [f"create or replace view {target} as\n{model.sql}"]
+    return _statements(con, model, model.sql, f"create or replace table {target} as")
 
 
-def restrict_to_changed(model: Model, sources: frozenset[Key], low: str, high: str) -> str:
-    """The model's SQL with each reference to a per-id source read through the changed ids, all
-    between `low` and `high` (a range DuckDB can push into the scans of raw.*).
+def _run(con: duckdb.DuckDBPyConnection, statements: list[str], sql_path: Path, header: str):
+    """Run statements, keeping their text under `sql_path` first."""
+    _keep(sql_path, f"-- {header}\n" + ";\n\n".join(statements) + ";\n")
+    for statement in statements:
+        con.execute(statement)
+
+
+def _copy_name(key: Key) -> str:
+    return spec_types.quote(f"_clever_changed_{key[0]}_{key[1]}")
+
+
+def restrict_to_changed(model: Model, sources: frozenset[Key]) -> tuple[str, list[Key]]:
+    """The model's SQL reading each per-id source it references from a temp copy of the changed
+    ids' rows (see `_copy_changed`), and those sources.
 
     The text is kept as written; only the referenced names are replaced (sqlglot finds them).
     """
     tree = sqlglot.parse_one(model.sql, read="duckdb")
     spans = []
     for table in tree.find_all(exp.Table):
-        if (table.db, table.name) not in sources:
+        key = (table.db, table.name)
+        if key not in sources:
             continue
         start = table.args["db"].meta["start"]
         end = table.this.meta["end"] + 1
-        filtered = (
-            f"(select * from {quote_key((table.db, table.name))} "
-            f"where id between {spec_types.literal(low)} and {spec_types.literal(high)} "
-            f"and id in (select id from {_CHANGED}))"
-        )
-        if not table.alias:
-            filtered += f" as {table.name}"
-        spans.append((start, end, filtered))
+        text = _copy_name(key) if table.alias else f"{_copy_name(key)} as {table.name}"
+        spans.append((start, end, key, text))
     sql = model.sql
-    for start, end, text in sorted(spans, reverse=True):
+    for start, end, _, text in sorted(spans, reverse=True):
         sql = sql[:start] + text + sql[end:]
-    return sql
+    return sql, sorted({key for _, _, key, _ in spans})
+
+
+def _copy_changed(key: Key, low: str, high: str) -> str:
+    """A temp copy of a source's rows of the batch's ids, all between `low` and `high` (a range
+    DuckDB can push into the scans of raw.*). Typing JSON is several times faster over these
+    dense rows than over a scan that skips most of them."""
+    return (
+        f"create or replace temp table {_copy_name(key)} as\n"
+        f"select * from {quote_key(key)}\n"
+        f"where id between {spec_types.literal(low)} and {spec_types.literal(high)} "
+        f"and id in (select id from {_CHANGED})"
+    )
 
 
 def _exists(con: duckdb.DuckDBPyConnection, key: Key) -> bool:
@@ -275,26 +302,19 @@ def _build_ids(
     ).fetchall()
     ids = con.execute(f"select count(*) from {_IDS}").fetchall()[0][0]
     target = quote_key(model.key)
-    kept: list[str] = []
     for low, high in ranges:
         con.execute(
             f"create or replace temp table {_CHANGED} as "
             f"select id from {_IDS} where id between $low and $high",
             {"low": low, "high": high},
         )
-        select = _select(con, model, restrict_to_changed(model, increment.sources, low, high))
-        statements = [f"insert into {target} by name\n{select}"]
+        sql, copied = restrict_to_changed(model, increment.sources)
+        statements = [_copy_changed(key, low, high) for key in copied]
         if replace:
-            statements.insert(0, f"delete from {target} where id in (select id from {_CHANGED})")
-        for statement in statements:
-            con.execute(statement)
-        kept += statements
-    _keep(
-        sql_path,
-        f"-- {model.description} ({ids} ids in {len(ranges)} batches)\n"
-        + ";\n\n".join(kept[:2])
-        + ";\n",
-    )
+            statements.append(f"delete from {target} where id in (select id from {_CHANGED})")
+        statements += _statements(con, model, sql, f"insert into {target} by name")
+        header = f"{model.description} ({ids} ids in {len(ranges)} batches; the last one)"
+        _run(con, statements, sql_path, header)
     return ids
 
 
@@ -324,15 +344,12 @@ def _build_all(
     """A full build of a per-id model: in one statement, or every id of its record type batch by
     batch."""
     if batch_rows is None:
-        statement = compile_model(con, model)
-        _keep(sql_path, f"-- {model.description}\n{statement};\n")
-        con.execute(statement)
+        _run(con, compile_model(con, model), sql_path, model.description)
         return
+    empty = f"select * from (\n{model.sql}\n) limit 0"
     target = quote_key(model.key)
-    con.execute(
-        f"create or replace table {target} as\n"
-        f"select * from ({_select(con, model, model.sql)}) limit 0"
-    )
+    for statement in _statements(con, model, empty, f"create or replace table {target} as"):
+        con.execute(statement)
     con.execute(
         f"""
         create or replace temp table {_IDS} as
@@ -360,9 +377,9 @@ def _materialize_once(
     con.execute("begin transaction")
     try:
         con.execute(f"create schema if not exists {spec_types.quote(model.key[0])}")
-        statement = compile_model(con, model)
+        statements = compile_model(con, model)
         macros = increment.macros if increment is not None else ""
-        sql_hash = hashlib.sha256(f"{macros}\n{statement}".encode()).hexdigest()
+        sql_hash = hashlib.sha256("\n".join([macros, *statements]).encode()).hexdigest()
         changed = None
         if increment is not None:
             con.execute(_STATE_DDL)
@@ -374,8 +391,7 @@ def _materialize_once(
         if changed is None and increment is not None:
             _build_all(con, model, increment, sql_path, batch_rows)
         elif changed is None:
-            _keep(sql_path, f"-- {model.description}\n{statement};\n")
-            con.execute(statement)
+            _run(con, statements, sql_path, model.description)
         if increment is not None:
             _save_state(con, model.name, sql_hash, *watermark)
         rows = con.execute(f"select count(*) from {quote_key(model.key)}").fetchall()[0][0]
