@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
+import pyarrow as pa
+
 from clever_elt import spec
 from clever_elt.api import CleverClient, CleverError
 from clever_elt.lake.events import EventPage, EventPageDecoder, write_events
@@ -91,6 +93,9 @@ def extract(client: CleverClient, lake: Lake, progress: Progress | None = None) 
     result.cursor_after = lake.cursor(district)
     result.api_now = client.server_now
     result.duration_s = time.monotonic() - started
+    # Arrow keeps the pages' freed buffers for reuse (~70 MB after a large pull); the steps that
+    # follow in this process (load, models) have no use for them.
+    pa.default_memory_pool().release_unused()
     log.info(
         "extracted %d events (%d flagged) in %d pages, %d files, %.1f MB, %.1fs; cursor %s -> %s",
         result.events_written,
