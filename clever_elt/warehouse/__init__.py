@@ -114,8 +114,12 @@ class Warehouse:
             return None
         if "id" not in (model.unique_key or model.grain):
             return None
-        sources = frozenset(m.key for m in self.models() if m.record_type == model.record_type)
-        return Increment(sources=sources, macros=self._macro_text())
+        same_type = [m for m in self.models() if m.record_type == model.record_type]
+        return Increment(
+            sources=frozenset(m.key for m in same_type),
+            views=frozenset(m.key for m in same_type if m.kind == "view"),
+            macros=self._macro_text(),
+        )
 
     def materialize(
         self,

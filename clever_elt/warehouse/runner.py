@@ -70,6 +70,7 @@ class Increment:
     """
 
     sources: frozenset[Key]  # relations of the same record type with an `id` column
+    views: frozenset[Key] = frozenset()  # those of them computed from raw.* on every read
     macros: str = ""  # the macros' text: a change to one (the spec's types...) means a full build
 
 
@@ -185,38 +186,47 @@ def _copy_name(key: Key) -> str:
     return spec_types.quote(f"_clever_changed_{key[0]}_{key[1]}")
 
 
-def restrict_to_changed(model: Model, sources: frozenset[Key]) -> tuple[str, list[Key]]:
-    """The model's SQL reading each per-id source it references from a temp copy of the changed
-    ids' rows (see `_copy_changed`), and those sources.
-
-    The text is kept as written; only the referenced names are replaced (sqlglot finds them).
-    """
-    tree = sqlglot.parse_one(model.sql, read="duckdb")
-    spans = []
-    for table in tree.find_all(exp.Table):
-        key = (table.db, table.name)
-        if key not in sources:
-            continue
-        start = table.args["db"].meta["start"]
-        end = table.this.meta["end"] + 1
-        text = _copy_name(key) if table.alias else f"{_copy_name(key)} as {table.name}"
-        spans.append((start, end, key, text))
-    sql = model.sql
-    for start, end, _, text in sorted(spans, reverse=True):
-        sql = sql[:start] + text + sql[end:]
-    return sql, sorted({key for _, _, key, _ in spans})
-
-
-def _copy_changed(key: Key, low: str, high: str) -> str:
-    """A temp copy of a source's rows of the batch's ids, all between `low` and `high` (a range
-    DuckDB can push into the scans of raw.*). Typing JSON is several times faster over these
-    dense rows than over a scan that skips most of them."""
+def _changed_rows(key: Key, low: str, high: str) -> str:
+    """A source's rows of the batch's ids, all between `low` and `high` (a range DuckDB can push
+    into the scans of raw.*)."""
     return (
-        f"create or replace temp table {_copy_name(key)} as\n"
         f"select * from {quote_key(key)}\n"
         f"where id between {spec_types.literal(low)} and {spec_types.literal(high)} "
         f"and id in (select id from {_CHANGED})"
     )
+
+
+def restrict_to_changed(
+    model: Model, increment: Increment, low: str, high: str
+) -> tuple[str, list[str]]:
+    """The model's SQL with each per-id source it references read for the batch's ids only, and
+    the statements that copy the views among them first.
+
+    A view's rows for the batch go into a temp table: the JSON typed from them is typed several
+    times faster over those dense rows than over a scan of raw.* that skips most of its rows. A
+    table is read through the filter. The text is kept as written; only the referenced names are
+    replaced (sqlglot finds them).
+    """
+    tree = sqlglot.parse_one(model.sql, read="duckdb")
+    spans = []
+    copies = {}
+    for table in tree.find_all(exp.Table):
+        key = (table.db, table.name)
+        if key not in increment.sources:
+            continue
+        if key in increment.views:
+            text = spec_types.quote(f"_clever_changed_{key[0]}_{key[1]}")
+            rows = _changed_rows(key, low, high)
+            copies[text] = f"create or replace temp table {text} as\n{rows}"
+        else:
+            text = f"({_changed_rows(key, low, high)})"
+        if not table.alias:
+            text += f" as {table.name}"
+        spans.append((table.args["db"].meta["start"], table.this.meta["end"] + 1, text))
+    sql = model.sql
+    for start, end, text in sorted(spans, reverse=True):
+        sql = sql[:start] + text + sql[end:]
+    return sql, list(copies.values())
 
 
 def _exists(con: duckdb.DuckDBPyConnection, key: Key) -> bool:
@@ -308,8 +318,7 @@ def _build_ids(
             f"select id from {_IDS} where id between $low and $high",
             {"low": low, "high": high},
         )
-        sql, copied = restrict_to_changed(model, increment.sources)
-        statements = [_copy_changed(key, low, high) for key in copied]
+        sql, statements = restrict_to_changed(model, increment, low, high)
         if replace:
             statements.append(f"delete from {target} where id in (select id from {_CHANGED})")
         statements += _statements(con, model, sql, f"insert into {target} by name")
