@@ -154,14 +154,29 @@ class Measurement:
         return "\n".join(text[-lines:])
 
 
+def _high_water_mark(proc: psutil.Process) -> int:
+    """The peak resident memory of a process since it started its program (Linux's VmHWM), or
+    its current RSS where /proc does not tell."""
+    try:
+        with open(f"/proc/{proc.pid}/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return proc.memory_info().rss
+
+
 class _TreeSampler(threading.Thread):
-    """Polls the RSS summed over a process and its descendants; keeps the maximum, and kills the
-    tree once it passes `cap_bytes` (the machine is shared: better a failed step than the kernel's
-    OOM killer picking some other process)."""
+    """Polls a process and its descendants: keeps the maximum of their summed RSS and the largest
+    high-water mark of any one of them, and kills the tree once the sum passes `cap_bytes` (the
+    machine is shared: better a failed step than the kernel's OOM killer picking some other
+    process)."""
 
     def __init__(self, pid: int, cap_bytes: int):
         super().__init__(daemon=True, name=f"rss-{pid}")
         self.peak = 0
+        self.peak_process = 0
         self.capped = False
         self._cap = cap_bytes
         self._root = psutil.Process(pid)
@@ -177,6 +192,7 @@ class _TreeSampler(threading.Thread):
             for proc in procs:
                 try:
                     total += proc.memory_info().rss
+                    self.peak_process = max(self.peak_process, _high_water_mark(proc))
                 except psutil.NoSuchProcess:
                     continue
             self.peak = max(self.peak, total)
@@ -206,18 +222,17 @@ def measure(
         proc = subprocess.Popen(argv, env=env, cwd=cwd, stdout=out, stderr=subprocess.STDOUT)
         sampler = _TreeSampler(proc.pid, memory_cap_bytes)
         sampler.start()
-        # wait4 rather than Popen.wait: it hands back this child's own rusage, whose ru_maxrss
-        # (KiB on Linux) is the peak of the child or of the largest descendant it waited for.
-        _, status, usage = os.wait4(proc.pid, 0)
+        # Not the child's ru_maxrss from wait4: on Linux it starts at this process's own RSS
+        # when it forked, so a large benchmark process would be counted as the child's peak.
+        proc.wait()
         wall = time.perf_counter() - started
-        proc.returncode = os.waitstatus_to_exitcode(status)
         sampler.stop()
     return Measurement(
         # Results are committed: no path of this machine in them.
         argv=["python" if arg == sys.executable else arg for arg in argv],
         returncode=proc.returncode,
         wall_s=wall,
-        peak_rss_bytes=usage.ru_maxrss * 1024,
+        peak_rss_bytes=max(sampler.peak_process, sampler.peak),
         peak_tree_rss_bytes=sampler.peak,
         log_file=Path(log_path),
         killed_at_memory_cap=memory_cap_bytes if sampler.capped else None,
