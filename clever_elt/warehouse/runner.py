@@ -175,7 +175,9 @@ def compile_model(con: duckdb.DuckDBPyConnection, model: Model) -> list[str]:
     return _statements(con, model, model.sql, f"create or replace table {target} as")
 
 
-def _run(con: duckdb.DuckDBPyConnection, statements: list[str], sql_path: Path, header: str):
+def _run(
+    con: duckdb.DuckDBPyConnection, statements: list[str], sql_path: Path, header: str
+) -> None:
     """Run statements, keeping their text under `sql_path` first."""
     _keep(sql_path, f"-- {header}\n" + ";\n\n".join(statements) + ";\n")
     for statement in statements:
@@ -183,6 +185,7 @@ def _run(con: duckdb.DuckDBPyConnection, statements: list[str], sql_path: Path, 
 
 
 def _copy_name(key: Key) -> str:
+    """The temp table holding a view's rows for the batch."""
     return spec_types.quote(f"_clever_changed_{key[0]}_{key[1]}")
 
 
@@ -215,7 +218,7 @@ def restrict_to_changed(
         if key not in increment.sources:
             continue
         if key in increment.views:
-            text = spec_types.quote(f"_clever_changed_{key[0]}_{key[1]}")
+            text = _copy_name(key)
             rows = _changed_rows(key, low, high)
             copies[text] = f"create or replace temp table {text} as\n{rows}"
         else:
