@@ -9,6 +9,7 @@
 with versions as (
     select
         *,
+        -- The state the version holds, keyed as staging.{record_type}_states keys it.
         case state_kind
             when 'object' then state_event_id
             when 'prior' then state_event_id || '<'
