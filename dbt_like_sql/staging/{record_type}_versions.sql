@@ -3,7 +3,8 @@
 -- description: One row per version of a {record_type} record (id, _seq), ordered by `_seq` (event
 -- ids, never times), with where its state lives: the object of event state_event_id ('object'),
 -- the state before that event ('prior'), or the baseline state_taken ('snapshot'). The
--- clever.{record_type}_history model adds the typed state and the intervals.
+-- clever.{record_type}_history model adds that state, typed in staging.{record_type}_states, and
+-- the intervals.
 with events as not materialized (
     select * from staging.{record_type}_events
 ),
