@@ -350,13 +350,14 @@ def _build_all(
     con: duckdb.DuckDBPyConnection,
     model: Model,
     increment: Increment,
+    statements: list[str],
     sql_path: Path,
     batch_rows: int | None,
 ) -> None:
-    """A full build of a per-id model: in one statement, or every id of its record type batch by
-    batch."""
+    """A full build of a per-id model: its compiled `statements`, or every id of its record type
+    batch by batch."""
     if batch_rows is None:
-        _run(con, compile_model(con, model), sql_path, model.description)
+        _run(con, statements, sql_path, model.description)
         return
     empty = f"select * from (\n{model.sql}\n) limit 0"
     target = quote_key(model.key)
@@ -401,7 +402,7 @@ def _materialize_once(
                     con, model, increment, sql_hash, watermark, sql_path, batch_rows
                 )
         if changed is None and increment is not None:
-            _build_all(con, model, increment, sql_path, batch_rows)
+            _build_all(con, model, increment, statements, sql_path, batch_rows)
         elif changed is None:
             _run(con, statements, sql_path, model.description)
         if increment is not None:
