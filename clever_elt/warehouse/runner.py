@@ -52,6 +52,9 @@ create table if not exists _runner.macros (digest varchar)
 _IDS = "_clever_ids"  # the ids to (re)build
 _CHANGED = "_clever_batch_ids"  # the ids of one batch
 _INTERVALS = "_clever_intervals"  # an scd2 model's keys and their intervals
+_COPIES = "_clever_copies"  # the view copies on this connection, and the batch each holds
+_ROWS = "_clever_rows"  # a batch's rows as computed, before they replace the stored ones
+_DIFFERING = "_clever_differing"  # the grains whose computed rows differ from the stored ones
 # A per-id model is built in one statement. One that runs out of memory is rolled back and built
 # again by id range, in batches of about this many events and baseline records, and if a batch
 # still runs out of memory, in batches a quarter the size, this many more times.
@@ -201,7 +204,7 @@ def _changed_rows(key: Key, low: str, high: str) -> str:
 
 def restrict_to_changed(
     model: Model, increment: Increment, low: str, high: str
-) -> tuple[str, list[str]]:
+) -> tuple[str, dict[str, str]]:
     """The model's SQL with each per-id source it references read for the batch's ids only, and
     the statements that copy the views among them first.
 
@@ -229,7 +232,32 @@ def restrict_to_changed(
     sql = model.sql
     for start, end, text in sorted(spans, reverse=True):
         sql = sql[:start] + text + sql[end:]
-    return sql, list(copies.values())
+    return sql, copies
+
+
+def _copy_statements(
+    con: duckdb.DuckDBPyConnection, copies: dict[str, str], batch: str
+) -> list[str]:
+    """The statements that make a batch's view copies (name -> statement), less the copies an
+    earlier model made on this connection for the very same `batch` (its ids and the load they
+    were read at): the models of a record type mostly read the same views."""
+    con.execute(f"create temp table if not exists {_COPIES} (copy varchar, batch varchar)")
+    made = {
+        name
+        for (name,) in con.execute(
+            f"select copy from {_COPIES} where batch = $1", [batch]
+        ).fetchall()
+    }
+    statements = []
+    for name, statement in copies.items():
+        if name not in made:
+            statements += [
+                statement,
+                f"delete from {_COPIES} where copy = {spec_types.literal(name)}",
+                f"insert into {_COPIES} values "
+                f"({spec_types.literal(name)}, {spec_types.literal(batch)})",
+            ]
+    return statements
 
 
 def _exists(con: duckdb.DuckDBPyConnection, key: Key) -> bool:
@@ -288,7 +316,8 @@ def _incremental(
         """,
         {"record_type": model.record_type, "since": loaded_until},
     )
-    return _build_ids(con, model, increment, sql_path, batch_rows, replace=True)
+    selection = f"ids loaded after {loaded_until}, at load {watermark}"
+    return _build_ids(con, model, increment, sql_path, batch_rows, selection, replace=True)
 
 
 def _build_ids(
@@ -297,9 +326,11 @@ def _build_ids(
     increment: Increment,
     sql_path: Path,
     batch_rows: int | None,
+    selection: str,
     replace: bool,
 ) -> int:
-    """(Re)build the rows of the ids in the temp table `_IDS`; returns how many ids.
+    """(Re)build the rows of the ids in the temp table `_IDS` (which `selection` describes,
+    load included); returns how many ids.
 
     Ids go in one batch, or by id range in batches of about `batch_rows` events and baseline
     records: a batch's states (joined, parsed, windowed) fit in memory where all of a large
@@ -321,13 +352,62 @@ def _build_ids(
             f"select id from {_IDS} where id between $low and $high",
             {"low": low, "high": high},
         )
-        sql, statements = restrict_to_changed(model, increment, low, high)
+        sql, copies = restrict_to_changed(model, increment, low, high)
+        statements = _copy_statements(con, copies, f"{selection}: {low} to {high}")
         if replace:
-            statements.append(f"delete from {target} where id in (select id from {_CHANGED})")
-        statements += _statements(con, model, sql, f"insert into {target} by name")
+            statements += _statements(con, model, sql, f"create or replace temp table {_ROWS} as")
+            statements += _replace_changed_rows(con, model, low, high)
+        else:
+            statements += _statements(con, model, sql, f"insert into {target} by name")
         header = f"{model.description} ({ids} ids in {len(ranges)} batches; the last one)"
         _run(con, statements, sql_path, header)
     return ids
+
+
+def _replace_changed_rows(
+    con: duckdb.DuckDBPyConnection, model: Model, low: str, high: str
+) -> list[str]:
+    """The statements that make the batch's rows of the model's table those computed into
+    `_ROWS`, touching only the rows that differ.
+
+    Rows are compared whole, by grain: a grain whose stored rows differ in any way from the
+    computed ones (as multisets) has its rows deleted and inserted again; the others are left
+    alone. Most of a changed id's rows (its earlier states, versions...) come out the same, and
+    deleting them only to insert them again would cost far more than the comparison: DuckDB
+    rewrites (vacuums) a large table's row groups at the next checkpoint once enough of their
+    rows are deleted.
+    """
+    target = quote_key(model.key)
+    columns = [
+        row[0]
+        for row in con.execute(
+            "select column_name from duckdb_columns() where schema_name = $1 and table_name = $2 "
+            "order by column_index",
+            [model.key[0], model.key[1]],
+        ).fetchall()
+    ]
+    listed = ", ".join(spec_types.quote(c) for c in columns)
+    grain = ", ".join(spec_types.quote(c) for c in model.grain)
+    stored = f"select {listed}, 1 as _side from ({_changed_rows(model.key, low, high)})"
+
+    def same_grain(left: str) -> str:
+        return " and ".join(
+            f"{left}.{spec_types.quote(c)} is not distinct from differing.{spec_types.quote(c)}"
+            for c in model.grain
+        )
+
+    return [
+        f"create or replace temp table {_DIFFERING} as\n"
+        f"select distinct {grain} from (\n"
+        f"    select {listed} from (\n"
+        f"        {stored}\n        union all\n        select {listed}, -1 from {_ROWS}\n"
+        f"    ) group by {listed} having sum(_side) <> 0\n"
+        f")",
+        f"delete from {target} as stored using {_DIFFERING} as differing\n"
+        f"where {same_grain('stored')}",
+        f"insert into {target} by name\nselect computed.* from {_ROWS} as computed\n"
+        f"semi join {_DIFFERING} as differing on {same_grain('computed')}",
+    ]
 
 
 def _source_rows(con: duckdb.DuckDBPyConnection, model: Model) -> int:
@@ -374,7 +454,8 @@ def _build_all(
         """,
         {"record_type": model.record_type},
     )
-    _build_ids(con, model, increment, sql_path, batch_rows, replace=False)
+    selection = f"every id, at load {_watermark(con)}"
+    _build_ids(con, model, increment, sql_path, batch_rows, selection, replace=False)
 
 
 def _materialize_once(
