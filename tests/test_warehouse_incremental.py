@@ -151,3 +151,37 @@ def test_a_build_that_runs_out_of_memory_is_retried_in_smaller_batches(
     assert "clever.courses_history ran out of memory: again in batches of 40" in caplog.text
     assert "clever.courses_history ran out of memory: again in batches of 10" in caplog.text
     assert results["clever.courses_history"].rows == 20
+
+
+def test_an_incremental_batch_replaces_only_the_rows_that_differ(tmp_path):
+    """A new update of c1 adds c1's new state and version; the rows of its earlier events come out
+    the same and are left alone, while the formerly open version (closed now) is replaced."""
+    pair = Pair(tmp_path)
+    write_lake_events(
+        pair.lake,
+        [
+            event(0, "courses.created", course("Math")),
+            event(60, "courses.updated", course("Algebra"), {"name": "Math"}),
+        ],
+    )
+    pair.build()
+    write_lake_events(
+        pair.lake, [event(120, "courses.updated", course("Geometry"), {"name": "Algebra"})]
+    )
+    pair.incremental.load()
+    replaced = {}
+    with pair.incremental.connect() as con:
+        for model in pair.incremental.models():
+            if model.record_type == "courses" and model.kind != "view":
+                result = pair.incremental.materialize(model, con)
+                assert result.changed_ids == 1, model.name
+                replaced[model.name] = con.sql(
+                    f"select * from {runner._DIFFERING} order by all"
+                ).fetchall()
+    assert replaced["staging.courses_states"] == [("c1", eid(120))]
+    assert replaced["staging.courses_versions"] == [("c1", eid(120) + "1")]
+    assert replaced["clever.courses_history"] == [("c1", 2), ("c1", 3)]  # 2 closed, 3 opened
+    assert replaced["clever.courses_current"] == [("c1",)]
+    pair.full.load()
+    pair.full.build(full_refresh=True)
+    assert tables(pair.incremental) == tables(pair.full)
