@@ -185,3 +185,29 @@ def test_an_incremental_batch_replaces_only_the_rows_that_differ(tmp_path):
     pair.full.load()
     pair.full.build(full_refresh=True)
     assert tables(pair.incremental) == tables(pair.full)
+
+
+def test_a_large_incremental_batch_replaces_every_row_of_its_ids(tmp_path, monkeypatch):
+    """Past `COMPARED_ROWS` computed rows, a batch deletes and inserts all its ids' rows instead of
+    comparing them (the comparison would not fit in memory): the tables come out the same."""
+    monkeypatch.setattr(runner, "COMPARED_ROWS", -1)  # every batch is too large, even an empty one
+    pair = Pair(tmp_path)
+    write_lake_events(pair.lake, [event(0, "courses.created", course("Math"))])
+    pair.build()
+    write_lake_events(
+        pair.lake,
+        [
+            event(60, "courses.updated", course("Algebra"), {"name": "Math"}),
+            event(70, "courses.created", {**course("Art"), "id": "c2"}),
+        ],
+    )
+    pair.incremental.load()
+    with pair.incremental.connect() as con:
+        for model in pair.incremental.models():
+            if model.record_type == "courses" and model.kind != "view":
+                assert pair.incremental.materialize(model, con).changed_ids == 2, model.name
+        # Nothing was compared on this connection.
+        assert not con.sql(
+            f"select * from duckdb_tables() where table_name = '{runner._DIFFERING}'"
+        ).fetchall()
+    pair.build()  # the other models, then the comparison with a full rebuild

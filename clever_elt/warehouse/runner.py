@@ -60,6 +60,8 @@ _DIFFERING = "_clever_differing"  # the grains whose computed rows differ from t
 # still runs out of memory, in batches a quarter the size, this many more times.
 BATCH_SOURCE_ROWS = 150_000
 SMALLER_BATCH_RETRIES = 3
+# An incremental batch of up to this many rows replaces only the stored rows that differ from them.
+COMPARED_ROWS = 100_000
 
 
 @dataclass(frozen=True)
@@ -179,10 +181,19 @@ def compile_model(con: duckdb.DuckDBPyConnection, model: Model) -> list[str]:
 
 
 def _run(
-    con: duckdb.DuckDBPyConnection, statements: list[str], sql_path: Path, header: str
+    con: duckdb.DuckDBPyConnection,
+    statements: list[str],
+    sql_path: Path,
+    header: str | None,
 ) -> None:
-    """Run statements, keeping their text under `sql_path` first."""
-    _keep(sql_path, f"-- {header}\n" + ";\n\n".join(statements) + ";\n")
+    """Run statements, keeping their text under `sql_path` first (after what is there already
+    when `header` is None)."""
+    text = ";\n\n".join(statements) + ";\n"
+    if header is None:
+        with sql_path.open("a", encoding="utf-8") as kept:
+            kept.write("\n" + text)
+    else:
+        _keep(sql_path, f"-- {header}\n" + text)
     for statement in statements:
         con.execute(statement)
 
@@ -356,11 +367,12 @@ def _build_ids(
         statements = _copy_statements(con, copies, f"{selection}: {low} to {high}")
         if replace:
             statements += _statements(con, model, sql, f"create or replace temp table {_ROWS} as")
-            statements += _replace_changed_rows(con, model, low, high)
         else:
             statements += _statements(con, model, sql, f"insert into {target} by name")
         header = f"{model.description} ({ids} ids in {len(ranges)} batches; the last one)"
         _run(con, statements, sql_path, header)
+        if replace:
+            _run(con, _replace_changed_rows(con, model, low, high), sql_path, None)
     return ids
 
 
@@ -375,9 +387,15 @@ def _replace_changed_rows(
     alone. Most of a changed id's rows (its earlier states, versions...) come out the same, and
     deleting them only to insert them again would cost far more than the comparison: DuckDB
     rewrites (vacuums) a large table's row groups at the next checkpoint once enough of their
-    rows are deleted.
+    rows are deleted. A batch of more than `COMPARED_ROWS` rows replaces all of its ids' rows
+    instead: comparing that many wide rows takes more memory than DuckDB has.
     """
     target = quote_key(model.key)
+    if con.execute(f"select count(*) from {_ROWS}").fetchall()[0][0] > COMPARED_ROWS:
+        return [
+            f"delete from {target} where id in (select id from {_CHANGED})",
+            f"insert into {target} by name select * from {_ROWS}",
+        ]
     columns = [
         row[0]
         for row in con.execute(
