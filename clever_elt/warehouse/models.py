@@ -33,6 +33,16 @@ class ModelError(ValueError):
 
 
 @dataclass(frozen=True)
+class Reference:
+    """A schema-qualified relation named in a model's SQL: `sql[start:end]` is the name."""
+
+    key: Key
+    start: int
+    end: int
+    aliased: bool
+
+
+@dataclass(frozen=True)
 class Model:
     key: Key
     kind: str
@@ -44,6 +54,7 @@ class Model:
     record_type: str | None = None
     unique_key: tuple[str, ...] = field(default=())
     order_by: str | None = None
+    references: tuple[Reference, ...] = ()  # where `sql` names each relation it reads
 
     @property
     def name(self) -> str:
@@ -74,7 +85,7 @@ def _names(value: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in value.split(",") if part.strip())
 
 
-def _references(path: Path, sql: str) -> set[Key]:
+def _references(path: Path, sql: str) -> tuple[Reference, ...]:
     try:
         statements = sqlglot.parse(sql, read="duckdb")
     except sqlglot.errors.ParseError as exc:
@@ -83,7 +94,7 @@ def _references(path: Path, sql: str) -> set[Key]:
         raise ModelError(f"{path}: a model is exactly one SELECT (no DDL, no other statements)")
     tree = statements[0]
     ctes = {cte.alias_or_name for cte in tree.find_all(exp.CTE)}
-    found: set[Key] = set()
+    found = []
     for table in tree.find_all(exp.Table):
         if not isinstance(table.this, exp.Identifier):
             continue  # a table function such as json_tree(...) or range(...)
@@ -91,8 +102,9 @@ def _references(path: Path, sql: str) -> set[Key]:
             if table.name in ctes:
                 continue
             raise ModelError(f"{path}: relation {table.name!r} is not schema-qualified")
-        found.add((table.db, table.name))
-    return found
+        start, end = table.args["db"].meta["start"], table.this.meta["end"] + 1
+        found.append(Reference((table.db, table.name), start, end, bool(table.alias)))
+    return tuple(found)
 
 
 def _model(path: Path, key: Key, text: str, record_type: str | None) -> Model:
@@ -105,17 +117,19 @@ def _model(path: Path, key: Key, text: str, record_type: str | None) -> Model:
         raise ModelError(f"{path}: kind {kind!r} is not one of {', '.join(KINDS)}")
     if kind == "scd2" and not (header.get("unique_key") and header.get("order_by")):
         raise ModelError(f"{path}: an scd2 model needs `-- unique_key:` and `-- order_by:`")
+    references = _references(path, body)
     return Model(
         key=key,
         kind=kind,
         sql=body,
         description=header["description"],
         grain=_names(header["grain"]),
-        deps=tuple(sorted(_references(path, body))),
+        deps=tuple(sorted({reference.key for reference in references})),
         path=path,
         record_type=record_type,
         unique_key=_names(header.get("unique_key", "")),
         order_by=header.get("order_by"),
+        references=references,
     )
 
 

@@ -17,8 +17,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
-import sqlglot
-from sqlglot import exp
 
 from clever_elt.warehouse import spec_checks, spec_types
 from clever_elt.warehouse.models import Key, Model, quote_key
@@ -222,13 +220,12 @@ def restrict_to_changed(
     A view's rows for the batch go into a temp table: the JSON typed from them is typed several
     times faster over those dense rows than over a scan of raw.* that skips most of its rows. A
     table is read through the filter. The text is kept as written; only the referenced names are
-    replaced (sqlglot finds them).
+    replaced (where sqlglot found them when the model was read).
     """
-    tree = sqlglot.parse_one(model.sql, read="duckdb")
     spans = []
     copies = {}
-    for table in tree.find_all(exp.Table):
-        key = (table.db, table.name)
+    for reference in model.references:
+        key = reference.key
         if key not in increment.sources:
             continue
         if key in increment.views:
@@ -237,9 +234,9 @@ def restrict_to_changed(
             copies[text] = f"create or replace temp table {text} as\n{rows}"
         else:
             text = f"({_changed_rows(key, low, high)})"
-        if not table.alias:
-            text += f" as {table.name}"
-        spans.append((table.args["db"].meta["start"], table.this.meta["end"] + 1, text))
+        if not reference.aliased:
+            text += f" as {key[1]}"
+        spans.append((reference.start, reference.end, text))
     sql = model.sql
     for start, end, text in sorted(spans, reverse=True):
         sql = sql[:start] + text + sql[end:]
