@@ -68,8 +68,9 @@ class Increment:
 
     Every row of such a model belongs to one `id`, and depends only on that id's events and
     baseline records (and on the list of baselines, which forces a full build when it changes).
-    So the rows of the ids whose events were loaded after `loaded_until` are deleted and computed
-    again from the model's SQL with each per-id source filtered to those ids; other rows stand.
+    So the rows of the ids whose events were loaded after `loaded_until` are computed again from
+    the model's SQL with each per-id source filtered to those ids, and replace those of their
+    stored rows that differ; other rows stand.
     """
 
     sources: frozenset[Key]  # relations of the same record type with an `id` column
