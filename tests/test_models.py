@@ -49,6 +49,8 @@ def test_templates_give_every_record_type_its_models_in_dependency_order():
         ("staging", "users_versions"),
     )
     assert by_name["clever.users_current"].deps == (("clever", "users_history"),)
+    assert by_name["staging.users_states"].incremental == "append"
+    assert by_name["staging.users_versions"].incremental == "by id"
     assert "One row per version of a users record" in users.description
     assert len(models) == 9 * len(spec.record_types())
 
@@ -74,6 +76,12 @@ def test_ddl_or_several_statements_are_rejected(tmp_path):
 def test_missing_header_is_rejected(tmp_path):
     write_models(tmp_path, {"mart/things.sql": "-- kind: table\nselect 1 as id"})
     with pytest.raises(ModelError, match="header needs `-- grain"):
+        discover(tmp_path, SOURCES)
+
+
+def test_unknown_incremental_strategy_is_rejected(tmp_path):
+    write_models(tmp_path, {"mart/things.sql": HEADER + "-- incremental: merge\nselect 1 as id"})
+    with pytest.raises(ModelError, match="incremental 'merge' is not one of by id, append"):
         discover(tmp_path, SOURCES)
 
 

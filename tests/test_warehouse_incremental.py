@@ -169,7 +169,7 @@ def test_an_incremental_batch_replaces_only_the_rows_that_differ(tmp_path):
         pair.lake, [event(120, "courses.updated", course("Geometry"), {"name": "Algebra"})]
     )
     pair.incremental.load()
-    replaced = {}
+    replaced, computed = {}, {}
     with pair.incremental.connect() as con:
         for model in pair.incremental.models():
             if model.record_type == "courses" and model.kind != "view":
@@ -178,10 +178,14 @@ def test_an_incremental_batch_replaces_only_the_rows_that_differ(tmp_path):
                 replaced[model.name] = con.sql(
                     f"select * from {runner._DIFFERING} order by all"
                 ).fetchall()
+                computed[model.name] = con.sql(f"select count(*) from {runner._ROWS}").fetchall()
     assert replaced["staging.courses_states"] == [("c1", eid(120))]
     assert replaced["staging.courses_versions"] == [("c1", eid(120) + "1")]
     assert replaced["clever.courses_history"] == [("c1", 2), ("c1", 3)]  # 2 closed, 3 opened
     assert replaced["clever.courses_current"] == [("c1",)]
+    # States are appended: only the new event's is computed; versions are computed for the id.
+    assert computed["staging.courses_states"] == [(1,)]
+    assert computed["staging.courses_versions"] == [(3,)]
     pair.full.load()
     pair.full.build(full_refresh=True)
     assert tables(pair.incremental) == tables(pair.full)

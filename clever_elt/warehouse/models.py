@@ -1,10 +1,11 @@
 """Model discovery: `dbt_like_sql/<schema>/<table>.sql` files -> `Model`s in dependency order.
 
-A model file is one SELECT under a small comment header (kind, grain, description, and for scd2
-its key and order). A file named `{record_type}_<suffix>.sql` is a template: one model per record
-type of the spec, `{record_type}` replaced in its name and text. Dependencies come from parsing the
-SQL with sqlglot; a reference to anything that is neither a model nor a raw source fails here,
-naming the file.
+A model file is one SELECT under a small comment header (kind, grain, description, for scd2 its
+key and order, and optionally `incremental: append` for a table whose rows each come from one
+event or baseline record). A file named `{record_type}_<suffix>.sql` is a template: one model per
+record type of the spec, `{record_type}` replaced in its name and text. Dependencies come from
+parsing the SQL with sqlglot; a reference to anything that is neither a model nor a raw source
+fails here, naming the file.
 """
 
 from __future__ import annotations
@@ -23,7 +24,11 @@ from clever_elt import spec
 KINDS = ("view", "table", "scd2")
 PLACEHOLDER = "{record_type}"
 _HEADER_LINE = re.compile(r"^--\s*(?P<key>[a-z_]+)\s*:\s*(?P<value>.*?)\s*$")
-_HEADER_KEYS = {"kind", "grain", "description", "unique_key", "order_by"}
+_HEADER_KEYS = {"kind", "grain", "description", "unique_key", "order_by", "incremental"}
+# How a table built id by id takes new events: its rows of the changed ids are computed again
+# ("by id"), or only the rows of the new events and baseline records are computed and added
+# ("append": each row comes from one event or baseline record, and never changes once built).
+INCREMENTAL = ("by id", "append")
 
 Key = tuple[str, str]
 
@@ -55,6 +60,7 @@ class Model:
     unique_key: tuple[str, ...] = field(default=())
     order_by: str | None = None
     references: tuple[Reference, ...] = ()  # where `sql` names each relation it reads
+    incremental: str = "by id"  # one of INCREMENTAL
 
     @property
     def name(self) -> str:
@@ -117,6 +123,11 @@ def _model(path: Path, key: Key, text: str, record_type: str | None) -> Model:
         raise ModelError(f"{path}: kind {kind!r} is not one of {', '.join(KINDS)}")
     if kind == "scd2" and not (header.get("unique_key") and header.get("order_by")):
         raise ModelError(f"{path}: an scd2 model needs `-- unique_key:` and `-- order_by:`")
+    incremental = header.get("incremental", "by id")
+    if incremental not in INCREMENTAL:
+        raise ModelError(
+            f"{path}: incremental {incremental!r} is not one of {', '.join(INCREMENTAL)}"
+        )
     references = _references(path, body)
     return Model(
         key=key,
@@ -130,6 +141,7 @@ def _model(path: Path, key: Key, text: str, record_type: str | None) -> Model:
         unique_key=_names(header.get("unique_key", "")),
         order_by=header.get("order_by"),
         references=references,
+        incremental=incremental,
     )
 
 

@@ -197,9 +197,9 @@ def _run(
         con.execute(statement)
 
 
-def _copy_name(key: Key) -> str:
-    """The temp table holding a view's rows for the batch."""
-    return spec_types.quote(f"_clever_changed_{key[0]}_{key[1]}")
+def _copy_name(key: Key, rows: str = "changed") -> str:
+    """The temp table holding a view's rows for the batch (`rows`: which of them)."""
+    return spec_types.quote(f"_clever_{rows}_{key[0]}_{key[1]}")
 
 
 def _changed_rows(key: Key, low: str, high: str) -> str:
@@ -213,15 +213,16 @@ def _changed_rows(key: Key, low: str, high: str) -> str:
 
 
 def restrict_to_changed(
-    model: Model, increment: Increment, low: str, high: str
+    model: Model, increment: Increment, low: str, high: str, loaded_after: object = None
 ) -> tuple[str, dict[str, str]]:
     """The model's SQL with each per-id source it references read for the batch's ids only, and
     the statements that copy the views among them first.
 
     A view's rows for the batch go into a temp table: the JSON typed from them is typed several
     times faster over those dense rows than over a scan of raw.* that skips most of its rows. A
-    table is read through the filter. The text is kept as written; only the referenced names are
-    replaced (where sqlglot found them when the model was read).
+    table is read through the filter. With `loaded_after` (a model built by "append"), a view is
+    read for the rows loaded after that time only: the new events. The text is kept as written;
+    only the referenced names are replaced (where sqlglot found them when the model was read).
     """
     spans = []
     copies = {}
@@ -232,6 +233,9 @@ def restrict_to_changed(
         if key in increment.views:
             text = _copy_name(key)
             rows = _changed_rows(key, low, high)
+            if loaded_after is not None:
+                text = _copy_name(key, "new")
+                rows += f" and _loaded_at > {spec_types.literal(str(loaded_after))}::timestamptz"
             copies[text] = f"create or replace temp table {text} as\n{rows}"
         else:
             text = f"({_changed_rows(key, low, high)})"
@@ -326,7 +330,8 @@ def _incremental(
         {"record_type": model.record_type, "since": loaded_until},
     )
     selection = f"ids loaded after {loaded_until}, at load {watermark}"
-    return _build_ids(con, model, increment, sql_path, batch_rows, selection, replace=True)
+    loaded_after = loaded_until if model.incremental == "append" else None
+    return _build_ids(con, model, increment, sql_path, batch_rows, selection, True, loaded_after)
 
 
 def _build_ids(
@@ -337,9 +342,11 @@ def _build_ids(
     batch_rows: int | None,
     selection: str,
     replace: bool,
+    loaded_after: object = None,
 ) -> int:
     """(Re)build the rows of the ids in the temp table `_IDS` (which `selection` describes,
-    load included); returns how many ids.
+    load included), or with `loaded_after`, only their rows from events loaded after it; returns
+    how many ids.
 
     Ids go in one batch, or by id range in batches of about `batch_rows` events and baseline
     records: a batch's states (joined, parsed, windowed) fit in memory where all of a large
@@ -361,7 +368,7 @@ def _build_ids(
             f"select id from {_IDS} where id between $low and $high",
             {"low": low, "high": high},
         )
-        sql, copies = restrict_to_changed(model, increment, low, high)
+        sql, copies = restrict_to_changed(model, increment, low, high, loaded_after)
         statements = _copy_statements(con, copies, f"{selection}: {low} to {high}")
         if replace:
             statements += _statements(con, model, sql, f"create or replace temp table {_ROWS} as")
@@ -386,12 +393,19 @@ def _replace_changed_rows(
     deleting them only to insert them again would cost far more than the comparison: DuckDB
     rewrites (vacuums) a large table's row groups at the next checkpoint once enough of their
     rows are deleted. A batch of more than `COMPARED_ROWS` rows replaces all of its ids' rows
-    instead: comparing that many wide rows takes more memory than DuckDB has.
+    instead: comparing that many wide rows takes more memory than DuckDB has. A model built by
+    "append" computed the rows of the new events only: only the stored rows of the grains it
+    computed are compared or replaced, the others stand.
     """
     target = quote_key(model.key)
+    appended = model.incremental == "append"
     if con.execute(f"select count(*) from {_ROWS}").fetchall()[0][0] > COMPARED_ROWS:
+        keys, source = (model.grain, _ROWS) if appended else (("id",), _CHANGED)
+        listed_keys = ", ".join(spec_types.quote(c) for c in keys)
         return [
-            f"delete from {target} where id in (select id from {_CHANGED})",
+            f"delete from {target} as stored\n"
+            f"using (select distinct {listed_keys} from {source}) as computed\n"
+            f"where {_same(keys, 'stored', 'computed')}",
             f"insert into {target} by name select * from {_ROWS}",
         ]
     columns = [
@@ -404,26 +418,33 @@ def _replace_changed_rows(
     ]
     listed = ", ".join(spec_types.quote(c) for c in columns)
     grain = ", ".join(spec_types.quote(c) for c in model.grain)
-    stored = f"select {listed}, 1 as _side from ({_changed_rows(model.key, low, high)})"
-
-    def same_grain(left: str) -> str:
-        return " and ".join(
-            f"{left}.{spec_types.quote(c)} is not distinct from differing.{spec_types.quote(c)}"
-            for c in model.grain
+    stored = f"({_changed_rows(model.key, low, high)}) as stored"
+    if appended:
+        stored += (
+            f" semi join (select distinct {grain} from {_ROWS}) as computed\n"
+            f"        on {_same(model.grain, 'stored', 'computed')}"
         )
-
     return [
         f"create or replace temp table {_DIFFERING} as\n"
         f"select distinct {grain} from (\n"
         f"    select {listed} from (\n"
-        f"        {stored}\n        union all\n        select {listed}, -1 from {_ROWS}\n"
+        f"        select {listed}, 1 as _side from {stored}\n"
+        f"        union all\n        select {listed}, -1 from {_ROWS}\n"
         f"    ) group by {listed} having sum(_side) <> 0\n"
         f")",
         f"delete from {target} as stored using {_DIFFERING} as differing\n"
-        f"where {same_grain('stored')}",
+        f"where {_same(model.grain, 'stored', 'differing')}",
         f"insert into {target} by name\nselect computed.* from {_ROWS} as computed\n"
-        f"semi join {_DIFFERING} as differing on {same_grain('computed')}",
+        f"semi join {_DIFFERING} as differing on {_same(model.grain, 'computed', 'differing')}",
     ]
+
+
+def _same(columns: tuple[str, ...], left: str, right: str) -> str:
+    """`left` and `right` agree on these columns (NULLs agreeing)."""
+    return " and ".join(
+        f"{left}.{spec_types.quote(c)} is not distinct from {right}.{spec_types.quote(c)}"
+        for c in columns
+    )
 
 
 def _source_rows(con: duckdb.DuckDBPyConnection, model: Model) -> int:

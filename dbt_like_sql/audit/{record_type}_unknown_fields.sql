@@ -1,5 +1,6 @@
 -- kind: table
 -- grain: id, source, path
+-- incremental: append
 -- description: One row per key the spec does not list, by {record_type} record, event or
 -- baseline, and path (id, source, path), with its occurrences (one per array item). The value
 -- stays in raw.events.object or raw.snapshots.object.

@@ -17,7 +17,8 @@ final as (
         object,
         case
             when json_type(previous_attributes) = 'OBJECT' then previous_attributes
-        end as previous_attributes
+        end as previous_attributes,
+        _loaded_at
     from source
 )
 

@@ -11,7 +11,8 @@ final as (
         district,
         taken,
         object_id as id,
-        object
+        object,
+        _loaded_at
     from source
 )
 

@@ -1,5 +1,6 @@
 -- kind: table
 -- grain: id, state_key
+-- incremental: append
 -- description: Every state a {record_type} version can hold (id, state_key), typed from the spec
 -- once: each event's object (state_key: its event id), the state before an update that a version
 -- rebuilds (the event id and '<'), and each baseline record ('baseline', district and taken), with
