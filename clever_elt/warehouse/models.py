@@ -28,6 +28,9 @@ _HEADER_KEYS = {"kind", "grain", "description", "unique_key", "order_by", "incre
 # How a table built id by id takes new events: its rows of the changed ids are computed again
 # ("by id"), or only the rows of the new events and baseline records are computed and added
 # ("append": each row comes from one event or baseline record, and never changes once built).
+# Rows of earlier events stand even if no longer produced: if an event older than those already
+# built were loaded later (extraction pulls in id order, so it does not), a row it made unneeded
+# (a state no version holds any more) would stay; only such rows can differ from a full build.
 INCREMENTAL = ("by id", "append")
 
 Key = tuple[str, str]
