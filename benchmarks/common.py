@@ -132,8 +132,9 @@ def clever_elt_command() -> list[str]:
 
 @dataclass
 class Measurement:
-    """One child process: wall time, exit code, peak RSS of its largest process (exact, from the
-    kernel at exit) and the sampled peak of the RSS summed over its whole process tree."""
+    """One child process: wall time, exit code, peak RSS (the larger of the highest high-water mark
+    of any one process of its tree and the summed RSS of the tree, both read every
+    `SAMPLE_INTERVAL_S`) and that sampled peak of the summed RSS alone."""
 
     argv: list[str]
     returncode: int
