@@ -254,7 +254,9 @@ def _copy_statements(
     """The statements that make a batch's view copies (name -> statement), less the copies an
     earlier model made on this connection for the very same `batch` (its ids and the load they
     were read at): the models of a record type mostly read the same views."""
-    con.execute(f"create temp table if not exists {_COPIES} (copy varchar, batch varchar)")
+    con.execute(
+        f"create temp table if not exists {_COPIES} (copy varchar primary key, batch varchar)"
+    )
     made = {
         name
         for (name,) in con.execute(
@@ -266,8 +268,7 @@ def _copy_statements(
         if name not in made:
             statements += [
                 statement,
-                f"delete from {_COPIES} where copy = {spec_types.literal(name)}",
-                f"insert into {_COPIES} values "
+                f"insert or replace into {_COPIES} values "
                 f"({spec_types.literal(name)}, {spec_types.literal(batch)})",
             ]
     return statements
