@@ -168,6 +168,12 @@ def _high_water_mark(proc: psutil.Process) -> int:
     return proc.memory_info().rss
 
 
+def own_peak_rss_bytes() -> int:
+    """This process's peak resident memory since it started its program: for a benchmark child
+    to report itself (its `ru_maxrss` would start at its parent's RSS when it forked)."""
+    return _high_water_mark(psutil.Process())
+
+
 class _TreeSampler(threading.Thread):
     """Polls a process and its descendants: keeps the maximum of their summed RSS and the largest
     high-water mark of any one of them, and kills the tree once the sum passes `cap_bytes` (the

@@ -1,10 +1,10 @@
 """Extraction speed against the simulator on loopback, beside a bare download of the same pages.
 
 The simulator runs as its own process (`clever-elt demo-server`) so its memory is not counted; the
-extraction runs in a child process whose peak RSS is read from the kernel when it exits.
+extraction runs in a child process that reports its own peak RSS (its VmHWM) and CPU time.
 
-    .venv/bin/python benchmarks/extract_benchmark.py              # about 1,000,000 events
-    .venv/bin/python benchmarks/extract_benchmark.py --events 50000
+    .venv/bin/python -m benchmarks.extract_benchmark              # about 1,000,000 events
+    .venv/bin/python -m benchmarks.extract_benchmark --events 50000
 """
 
 from __future__ import annotations
@@ -22,9 +22,12 @@ from pathlib import Path
 import orjson
 import requests
 
+from benchmarks.common import own_peak_rss_bytes
 from clever_elt.envelope import next_page_uri
 
 log = logging.getLogger("extract_benchmark")
+
+ROOT = Path(__file__).resolve().parents[1]
 
 TOKEN = "BENCH_TOKEN"
 # Retention keeps about 60% of a default simulator timeline visible at its default clock.
@@ -73,7 +76,7 @@ def main() -> int:
         # CPU seconds hardly depend on what else the machine runs (2 cores: at most 2 per second).
         "extract_cpu_seconds": round(usage.ru_utime + usage.ru_stime, 2),
         "simulator_cpu_seconds_during_extract": round(server_cpu, 2),
-        "peak_rss_mib": round(usage.ru_maxrss / 2**10, 1),  # ru_maxrss is in KiB on Linux
+        "peak_rss_mib": round(extract["peak_rss_bytes"] / 2**20, 1),
         "lake_mib": round(extract["bytes_written"] / 2**20, 1),
     }
     sys.stdout.write(orjson.dumps(report, option=orjson.OPT_INDENT_2).decode() + "\n")
@@ -130,8 +133,9 @@ def _bare_download(base_url: str, page_size: int) -> dict:
 
 
 def _extract_in_child(base_url: str, data_dir: str, page_size: int) -> tuple[dict, object]:
-    command = [sys.executable, __file__, "--child", base_url, data_dir, str(page_size)]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE)
+    command = [sys.executable, "-m", "benchmarks.extract_benchmark"]
+    command += ["--child", base_url, data_dir, str(page_size)]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, cwd=ROOT)
     output = process.stdout.read()
     _, status, usage = os.wait4(process.pid, 0)
     if os.waitstatus_to_exitcode(status) != 0:
@@ -160,6 +164,7 @@ def _extract_child(base_url: str, data_dir: str, page_size: str) -> int:
         "duration_s": result.duration_s,
         "pull_s": pull_s,
         "bytes_written": result.bytes_written,
+        "peak_rss_bytes": own_peak_rss_bytes(),
     }
     sys.stdout.write(orjson.dumps(report).decode())
     return 0

@@ -3,8 +3,8 @@
 The server runs as its own process (`clever-elt demo-server`, as benchmarks use it); the client
 follows `next` links at the given page size, reading only each page's trailing `links`.
 
-    .venv/bin/python benchmarks/simulator_benchmark.py                 # 1,000,000-event world
-    .venv/bin/python benchmarks/simulator_benchmark.py --scale 200000 --limit 1000
+    .venv/bin/python -m benchmarks.simulator_benchmark                 # 1,000,000-event world
+    .venv/bin/python -m benchmarks.simulator_benchmark --scale 200000 --limit 1000
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ EventPageDecoder, a baseline by RecordPageDecoder), cached under data/bench/ bec
 it takes minutes. The timed part runs in a child process on a fresh DuckDB file, so its peak
 resident memory is its own. The newest event files (>= --incremental-events events) are held back
 from the first build and added for the second.
-Run: `.venv/bin/python benchmarks/warehouse_benchmark.py`.
+Run: `.venv/bin/python -m benchmarks.warehouse_benchmark`.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ import argparse
 import json
 import logging
 import os
-import resource
 import shutil
 import subprocess
 import sys
@@ -24,6 +23,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
+from benchmarks.common import own_peak_rss_bytes
 from clever_elt import spec
 from clever_elt.lake.events import EventPageDecoder, write_events
 from clever_elt.lake.layout import Lake
@@ -135,7 +135,7 @@ def measure(lake_dir: Path, work_dir: Path, incremental_events: int) -> dict:
         "incremental_load_s": round(more_load_s, 2),
         "incremental_total_s": round(more_s, 2),
         "incremental_share": round(more_s / total_s, 3),
-        "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+        "peak_rss_mib": round(own_peak_rss_bytes() / 2**20),
         "models": {name: round(r.duration_s, 2) for name, r in results.items()},
         "incremental_models": {name: round(r.duration_s, 2) for name, r in more_results.items()},
         "history_rows": sum(r.rows for name, r in results.items() if name.endswith("_history")),
@@ -162,7 +162,8 @@ def main(argv: list[str] | None = None) -> int:
     child = subprocess.run(
         [
             sys.executable,
-            __file__,
+            "-m",
+            "benchmarks.warehouse_benchmark",
             "--measure",
             f"--events={args.events}",
             f"--seed={args.seed}",
@@ -170,6 +171,7 @@ def main(argv: list[str] | None = None) -> int:
             f"--data-dir={args.data_dir}",
         ],
         check=True,
+        cwd=ROOT,
         stdout=subprocess.PIPE,  # the child's log goes to stderr, as it runs
         text=True,
     )

@@ -8,12 +8,13 @@ from pathlib import Path
 
 import orjson
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "extract_benchmark.py"
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_extract_benchmark_reports_rates_ratio_and_memory():
     done = subprocess.run(
-        [sys.executable, str(SCRIPT), "--events", "20000"],
+        [sys.executable, "-m", "benchmarks.extract_benchmark", "--events", "20000"],
+        cwd=ROOT,
         capture_output=True,
         text=True,
         timeout=300,
