@@ -140,6 +140,19 @@ mismatches as materialized (
         <> hash(json_merge_patch(events_object, patch, '{"last_modified": null}')::varchar)
 ),
 
+-- The typed comparisons are columns of their own and the filters below test only those columns:
+-- DuckDB pushes a filter down whole, and one holding the comparisons cost `users` 0.8 s instead
+-- of 0.14 s even for a batch of no rows.
+judged as materialized (
+    select
+        *,
+        clever_differing_{record_type}(baseline_record, events_record) as fields,
+        -- A rebuilt state may hold keys its update added: only the baseline's values must match.
+        events_state_rebuilt
+        and clever_agrees_{record_type}(events_record, baseline_record) as holds_baseline
+    from mismatches
+),
+
 field_differences as (
     select
         district,
@@ -148,12 +161,9 @@ field_differences as (
         id,
         evidence_event_id,
         'fields differ' as disagreement,
-        clever_differing_{record_type}(baseline_record, events_record) as fields
-    from mismatches
-    -- A rebuilt state may hold keys its update added: only the baseline's values must match.
-    where not (
-        events_state_rebuilt and clever_agrees_{record_type}(events_record, baseline_record)
-    )
+        fields
+    from judged
+    where not holds_baseline
 ),
 
 presence_differences as (
