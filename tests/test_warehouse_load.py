@@ -39,6 +39,11 @@ def test_events_repeated_in_the_lake_are_loaded_once_and_counted(lake, warehouse
     write_lake_events(lake, [created, updated])
     write_lake_events(lake, [updated])  # a page written again after a crash
     assert warehouse.load() == LoadResult(2, 2, 1, 0, 0)
+    files = sorted(path.relative_to(lake.root).as_posix() for path in lake.event_files())
+    assert rows(warehouse, "select event_id, _file from raw.events order by event_id") == [
+        {"event_id": eid(0), "_file": files[0]},
+        {"event_id": eid(60), "_file": files[0]},  # the first file by name wins
+    ]
     write_lake_events(lake, [created])
     assert warehouse.load() == LoadResult(1, 0, 1, 0, 0)
     assert rows(
