@@ -256,13 +256,17 @@ candidate_states as materialized (
             and previous_snapshot.id = candidates.id
 ),
 
+-- The typed states are joined back to the candidates' keys so that DuckDB holds them in a hash
+-- table and compares them in whole chunks: compared as they came out of the joins above, a few
+-- dozen rows at a time, the 46,000 candidates of 1,000,000 events cost ~3 s of CPU, not 0.3 s.
 verdicts as (
     select
         id,
         _seq,
         clever_agrees_{record_type}(state, previous_state)
         and (rebuilt or clever_agrees_{record_type}(previous_state, state)) as agrees
-    from candidate_states
+    from (select id, _seq from candidates) as candidate_keys
+    inner join candidate_states using (id, _seq)
 ),
 
 judged as (
