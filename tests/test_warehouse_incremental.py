@@ -140,8 +140,8 @@ def test_a_build_that_runs_out_of_memory_is_retried_in_smaller_batches(
     monkeypatch.setattr(runner, "BATCH_SOURCE_ROWS", 40)
     build_all = runner._build_all
 
-    def scarce_memory(con, model, increment, statements, sql_path, batch_rows):
-        build_all(con, model, increment, statements, sql_path, batch_rows)
+    def scarce_memory(con, model, increment, statements, sql_path, batch_rows, watermark):
+        build_all(con, model, increment, statements, sql_path, batch_rows, watermark)
         if model.name == "clever.courses_history" and (batch_rows is None or batch_rows > 10):
             raise duckdb.OutOfMemoryException("Out of Memory Error: a batch too large (test)")
 

@@ -471,9 +471,10 @@ def _build_all(
     statements: list[str],
     sql_path: Path,
     batch_rows: int | None,
+    watermark: tuple[object, str],
 ) -> None:
     """A full build of a per-id model: its compiled `statements`, or every id of its record type
-    batch by batch."""
+    batch by batch (of the load `watermark` describes)."""
     if batch_rows is None:
         _run(con, statements, sql_path, model.description)
         return
@@ -492,7 +493,7 @@ def _build_all(
         """,
         {"record_type": model.record_type},
     )
-    selection = f"every id, at load {_watermark(con)}"
+    selection = f"every id, at load {watermark}"
     _build_ids(con, model, increment, sql_path, batch_rows, selection, replace=False)
 
 
@@ -521,7 +522,7 @@ def _materialize_once(
                     con, model, increment, sql_hash, watermark, sql_path, batch_rows
                 )
         if changed is None and increment is not None:
-            _build_all(con, model, increment, statements, sql_path, batch_rows)
+            _build_all(con, model, increment, statements, sql_path, batch_rows, watermark)
         elif changed is None:
             _run(con, statements, sql_path, model.description)
         if increment is not None:
