@@ -188,11 +188,8 @@ class _Run:
         table = page.table
         self.result.events_written += table.num_rows
         self.result.problems += table.num_rows - table["problem"].null_count
-        if table.num_rows:
-            grouped = table.group_by(["record_type", "action"]).aggregate([([], "count_all")])
-            for row in grouped.to_pylist():
-                key = (row["record_type"], row["action"])
-                self.result.counts[key] = self.result.counts.get(key, 0) + row["count_all"]
+        for key, number in page.counts().items():
+            self.result.counts[key] = self.result.counts.get(key, 0) + number
 
     def _committed(self, files: list[Path]) -> None:
         self.result.pages += 1

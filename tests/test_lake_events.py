@@ -103,8 +103,17 @@ def test_malformed_events_are_kept_and_flagged(tmp_path):
         variant(id="640df950d306111b2385f3f2", data={"object": ["not", "an", "object"]}),
         variant(id="640df950d306111b2385f3f3", data={"object": {"name": "no id"}}),
         variant(id="640df950d306111b2385f3f4", created="yesterday"),
+        variant(id="640df950d306111b2385f3f5", type="rosters"),
+        variant(id="640df950d306111b2385f3f6", type="users.updated.twice"),
     ]
     page = EventPageDecoder()(page_of(items))
+    assert page.counts() == {
+        ("users", "created"): 5,
+        (None, None): 2,
+        ("students", "updated"): 1,
+        ("rosters", ""): 1,
+        ("users", "updated"): 1,
+    }
     write_events(Lake(tmp_path), "d1", page)
     rows = read_lake(Lake(tmp_path))
 
@@ -119,8 +128,15 @@ def test_malformed_events_are_kept_and_flagged(tmp_path):
             "data.object is not a JSON object",
             "data.object has no id",
             "created is missing or not a timestamp",
+            "unknown event type",
+            "unknown event type",
         ]
     )
+    # record_type and action split the type as SQL's split_part does.
+    parts = {(row["type"], row["record_type"], row["action"]) for row in rows}
+    assert ("rosters", "rosters", "") in parts
+    assert ("users.updated.twice", "users", "updated") in parts
+    assert (None, None, None) in parts
     # An item without `data` is kept whole; otherwise `data` is kept, whatever it holds.
     kept = {row["raw"] for row in rows}
     assert orjson.dumps(items[1]).decode() in kept

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -47,7 +48,7 @@ EVENT_SCHEMA = pa.schema(
 # Dictionary-encoding `raw` (unique per event) only costs time before Parquet gives up on it.
 _DICTIONARY_COLUMNS = [name for name in EVENT_SCHEMA.names if name not in ("raw", "event_id")]
 
-_DECODED_SCHEMA = EVENT_SCHEMA.append(pa.field("event_date", pa.string()))
+_DECODED_SCHEMA = EVENT_SCHEMA.append(pa.field("event_date", pa.date32()))
 
 # One parse per event takes the few fields extraction needs; the event text itself is kept as is.
 # (Parsing whole pages into typed structs is several times slower.)
@@ -78,8 +79,6 @@ final as (
     select
         event_id,
         type,
-        split_part(type, '.', 1) as record_type,
-        split_part(type, '.', 2) as action,
         created,
         object_id,
         event_text as raw,
@@ -103,9 +102,9 @@ final as (
             when created is null then 'created is missing or not a timestamp'
         end as problem,
         $extracted_at::timestamptz as extracted_at,
-        -- The id's first 4 bytes are the event's Unix second: the partition date, ascending
-        -- with the id so files commit in id order.
-        strftime(to_timestamp(('0x' || event_id[1:8])::BIGINT), '%Y-%m-%d') as event_date
+        -- The id's first 4 bytes are the event's Unix second: the partition date (in days since
+        -- 1970, Arrow's date32), ascending with the id so files commit in id order.
+        (('0x' || event_id[1:8])::BIGINT // 86400)::INTEGER as event_date
     from typed
 )
 
@@ -122,6 +121,15 @@ class EventPage:
     def last_event_id(self) -> str | None:
         return pc.max(self.table["event_id"]).as_py() if self.table.num_rows else None
 
+    def counts(self) -> Counter[tuple[str | None, str | None]]:
+        """Events per (record_type, action)."""
+        counted = pc.value_counts(self.table["type"])
+        types, numbers = counted.field("values").to_pylist(), counted.field("counts").to_pylist()
+        counts: Counter[tuple[str | None, str | None]] = Counter()
+        for type_, number in zip(types, numbers, strict=True):
+            counts[split_type(type_)] += number
+        return counts
+
 
 class EventPageDecoder:
     """Decodes event list pages; safe to call from several threads at once."""
@@ -135,10 +143,29 @@ class EventPageDecoder:
         next_uri = next_page_uri(body)
         extracted_at = datetime.now(UTC)
         table = self._query(body, known_types=self._known_types, extracted_at=extracted_at)
+        record_type, action = _type_parts(table["type"])
+        table = table.add_column(2, "record_type", record_type).add_column(3, "action", action)
         table = table.cast(_DECODED_SCHEMA)
         if table["event_date"].null_count:
             table = _date_unidentified(table, extracted_at)
         return EventPage(table, next_uri)
+
+
+def split_type(type_: str | None) -> tuple[str | None, str | None]:
+    """(record type, action) of an event type, as SQL's split_part gives them ('' when missing)."""
+    if type_ is None:
+        return None, None
+    parts = type_.split(".")
+    return parts[0], parts[1] if len(parts) > 1 else ""
+
+
+def _type_parts(types: pa.ChunkedArray) -> tuple[pa.Array, pa.Array]:
+    """`record_type` and `action` of each event, split once per distinct type."""
+    encoded = pc.dictionary_encode(types.combine_chunks())
+    parts = [split_type(type_) for type_ in encoded.dictionary.to_pylist()]
+    record_types = pa.array([record_type for record_type, _ in parts], pa.string())
+    actions = pa.array([action for _, action in parts], pa.string())
+    return record_types.take(encoded.indices), actions.take(encoded.indices)
 
 
 def _date_unidentified(table: pa.Table, extracted_at: datetime) -> pa.Table:
@@ -146,11 +173,11 @@ def _date_unidentified(table: pa.Table, extracted_at: datetime) -> pa.Table:
     the previous one, else their own `created`, else today), so they are committed in the same
     file as their neighbours, before the cursor can move past them."""
     dates = table["event_date"]
-    own = pc.strftime(table["created"], format="%Y-%m-%d")
+    own = table["created"].cast(pa.date32())
     filled = pc.coalesce(
         pc.fill_null_forward(pc.fill_null_backward(dates)),
         own,
-        pa.scalar(extracted_at.strftime("%Y-%m-%d")),
+        pa.scalar(extracted_at.date(), pa.date32()),
     )
     return table.set_column(table.schema.get_field_index("event_date"), "event_date", filled)
 
@@ -171,7 +198,7 @@ def write_events(lake: Lake, district: str, page: EventPage) -> list[Path]:
         # A file of only unidentifiable events gets a unique name that no cursor can mistake.
         first = pc.min(part["event_id"]).as_py() or "unidentified"
         last = pc.max(part["event_id"]).as_py() or uuid.uuid4().hex
-        final = lake.event_file(district, date, first, last)
+        final = lake.event_file(district, date.isoformat(), first, last)
         with atomic_path(final) as tmp:
             pq.write_table(part, tmp, compression="zstd", use_dictionary=_DICTIONARY_COLUMNS)
         written.append(final)
