@@ -1,8 +1,9 @@
 """Running a DuckDB query over the items of one list page: shared by the event and record decoders.
 
 The query reads `page_values(value, item_kept_whole)`: each list item's `data` as JSON text, or the
-whole item (flagged) when it has no `data` key, so nothing is dropped. The body reaches DuckDB as
-an Arrow string (validated UTF-8, no Python str); each thread gets its own connection.
+whole item (flagged) when it has no `data` key, so nothing is dropped; it returns `value` as its
+`raw` column. The body reaches DuckDB as an Arrow string (validated UTF-8, no Python str); each
+thread gets its own connection.
 """
 
 from __future__ import annotations
@@ -15,16 +16,15 @@ import pyarrow as pa
 
 from clever_elt.envelope import PageDecodeError
 
-# One wildcard path serializes every item's `data` in one pass, but silently skips items without
-# a `data` key; an item count (one more parse, far cheaper than serializing twice) tells.
+# One parse of the body serializes every item's `data`; an item that is not an object, has no
+# `data` or has a null `data` gives a NULL value, and then the page is read item by item instead.
 # Each list is unnested alone in its row: next to the 10 MB body column, DuckDB's unnest would
 # copy the body into every output chunk.
 _DATA_VALUES = """
 page_values as (
-    select unnest(data_values) as value, false as item_kept_whole
-    from (select json_extract(body, '$.data[*].data') as data_values from page_body)
+    select unnest(items).data as value, false as item_kept_whole
+    from (select from_json(body, '{"data": [{"data": "JSON"}]}').data as items from page_body)
 )"""
-_ITEM_COUNT = "select json_array_length(body, '$.data') from page_body"
 _EVERY_ITEM = """
 page_values as (
     select
@@ -55,7 +55,7 @@ class PageQuery:
         con.register("page_body", pa.table({"body": _text(body)}))
         try:
             table = con.sql(self._fast, params=params).to_arrow_table()
-            if table.num_rows != con.sql(_ITEM_COUNT).fetchall()[0][0]:
+            if table["raw"].null_count:
                 table = con.sql(self._whole, params=params).to_arrow_table()
             return table
         except duckdb.Error as exc:
