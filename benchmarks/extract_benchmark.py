@@ -72,6 +72,8 @@ def main() -> int:
             round(bare_after["seconds"], 2),
         ],
         "bare_download_events_per_s": round(bare_rate),
+        # The events pull downloads the bare client's pages; the whole run adds the baseline's.
+        "ratio_pull_to_bare": round(events / extract["pull_s"] / bare_rate, 3),
         "ratio_extract_to_bare": round(extract_rate / bare_rate, 3),
         # CPU seconds hardly depend on what else the machine runs (2 cores: at most 2 per second).
         "extract_cpu_seconds": round(usage.ru_utime + usage.ru_stime, 2),
