@@ -127,7 +127,7 @@ class EventPage:
         types, numbers = counted.field("values").to_pylist(), counted.field("counts").to_pylist()
         counts: Counter[tuple[str | None, str | None]] = Counter()
         for type_, number in zip(types, numbers, strict=True):
-            counts[split_type(type_)] += number
+            counts[_split_type(type_)] += number
         return counts
 
 
@@ -151,7 +151,7 @@ class EventPageDecoder:
         return EventPage(table, next_uri)
 
 
-def split_type(type_: str | None) -> tuple[str | None, str | None]:
+def _split_type(type_: str | None) -> tuple[str | None, str | None]:
     """(record type, action) of an event type, as SQL's split_part gives them ('' when missing)."""
     if type_ is None:
         return None, None
@@ -162,7 +162,7 @@ def split_type(type_: str | None) -> tuple[str | None, str | None]:
 def _type_parts(types: pa.ChunkedArray) -> tuple[pa.Array, pa.Array]:
     """`record_type` and `action` of each event, split once per distinct type."""
     encoded = pc.dictionary_encode(types.combine_chunks())
-    parts = [split_type(type_) for type_ in encoded.dictionary.to_pylist()]
+    parts = [_split_type(type_) for type_ in encoded.dictionary.to_pylist()]
     record_types = pa.array([record_type for record_type, _ in parts], pa.string())
     actions = pa.array([action for _, action in parts], pa.string())
     return record_types.take(encoded.indices), actions.take(encoded.indices)
