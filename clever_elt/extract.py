@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -42,7 +43,7 @@ class ExtractResult:
     cursor_before: str | None
     cursor_after: str | None = None
     events_written: int = 0
-    counts: dict[tuple[str | None, str | None], int] = field(default_factory=dict)
+    counts: Counter[tuple[str | None, str | None]] = field(default_factory=Counter)
     problems: int = 0
     files_written: int = 0
     bytes_written: int = 0
@@ -188,8 +189,7 @@ class _Run:
         table = page.table
         self.result.events_written += table.num_rows
         self.result.problems += table.num_rows - table["problem"].null_count
-        for key, number in page.counts().items():
-            self.result.counts[key] = self.result.counts.get(key, 0) + number
+        self.result.counts.update(page.counts())
 
     def _committed(self, files: list[Path]) -> None:
         self.result.pages += 1
