@@ -6,7 +6,9 @@ Shows progress while Dagster executes the steps, then a summary; exit 0, or 1 wi
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
+import os
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -20,6 +22,9 @@ from clever_elt.defs.schedules import SYNC_JOB
 from clever_elt.settings import Settings, SettingsError
 
 console = Console(stderr=True)
+
+# How Python, pyarrow and DuckDB all word ENOSPC (from the C library).
+_DISK_FULL = os.strerror(errno.ENOSPC).lower()
 
 
 class _ProgressHandler(logging.Handler):
@@ -111,6 +116,16 @@ def _root_cause(error: object) -> str:
     return str(getattr(error, "message", error)).strip()
 
 
+def _explained(failure: str, settings: Settings) -> str:
+    """The failure, with what to do about it when the cause is a full disk."""
+    if _DISK_FULL in failure.lower():
+        return (
+            f"the disk holding {settings.data_dir} is full ({failure}). Everything committed "
+            "before is kept: free some space and run again."
+        )
+    return failure
+
+
 def _render(summary: Summary) -> None:
     table = Table(title="clever-elt run", show_lines=False)
     table.add_column("table")
@@ -155,7 +170,7 @@ def main(args: argparse.Namespace) -> int:
     summary = summarize(result)
     _render(summary)
     if summary.failure:
-        console.print(f"[red]error:[/] {summary.failure}")
+        console.print(f"[red]error:[/] {_explained(summary.failure, settings)}")
         return 1
     if not result.success:
         blocking = [check for check, severity, _ in summary.failed_checks if severity == "ERROR"]

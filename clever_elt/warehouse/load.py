@@ -16,6 +16,7 @@ import orjson
 
 from clever_elt.lake.layout import Lake
 from clever_elt.lake.snapshots import BaselineManifest, baseline_manifests
+from clever_elt.warehouse.transaction import transaction
 
 log = logging.getLogger(__name__)
 
@@ -214,8 +215,7 @@ def load(con: duckdb.DuckDBPyConnection, lake: Lake) -> LoadResult:
     ]
     loaded_at = datetime.now(UTC)
     root = str(lake.root)
-    con.execute("begin transaction")
-    try:
+    with transaction(con):
         new_events = duplicates = new_snapshot_rows = 0
         if event_files:
             files = [str(p) for p in event_files]
@@ -230,10 +230,6 @@ def load(con: duckdb.DuckDBPyConnection, lake: Lake) -> LoadResult:
             _record_files(con, lake, snapshot_files, "snapshots", loaded_at)
         for manifest in manifests:
             _insert_manifest(con, manifest, loaded_at)
-        con.execute("commit")
-    except BaseException:
-        con.execute("rollback")
-        raise
     result = LoadResult(
         new_files=len(event_files) + len(snapshot_files),
         new_events=new_events,

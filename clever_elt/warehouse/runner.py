@@ -20,6 +20,7 @@ import duckdb
 
 from clever_elt.warehouse import spec_checks, spec_types
 from clever_elt.warehouse.models import Key, Model, quote_key
+from clever_elt.warehouse.transaction import transaction
 
 log = logging.getLogger(__name__)
 
@@ -109,15 +110,10 @@ def create_macros(con: duckdb.DuckDBPyConnection, macros_file: Path, compiled_di
     if stored == [(digest,)]:
         return
     _keep(compiled_dir / "macros.sql", text)
-    con.execute("begin transaction")
-    try:
+    with transaction(con):
         con.execute(text)
         con.execute("delete from _runner.macros")
         con.execute("insert into _runner.macros values ($1)", [digest])
-        con.execute("commit")
-    except BaseException:
-        con.execute("rollback")
-        raise
 
 
 def _keep(path: Path, text: str) -> None:
@@ -507,8 +503,7 @@ def _materialize_once(
 ) -> tuple[int, int | None]:
     """One attempt, in one transaction: rolled back whole if it fails. Returns (rows, changed
     ids or None for a full build)."""
-    con.execute("begin transaction")
-    try:
+    with transaction(con):
         con.execute(f"create schema if not exists {spec_types.quote(model.key[0])}")
         statements = compile_model(con, model)
         macros = increment.macros if increment is not None else ""
@@ -528,10 +523,6 @@ def _materialize_once(
         if increment is not None:
             _save_state(con, model.name, sql_hash, *watermark)
         rows = con.execute(f"select count(*) from {quote_key(model.key)}").fetchall()[0][0]
-        con.execute("commit")
-    except BaseException:
-        con.execute("rollback")
-        raise
     return rows, changed
 
 

@@ -1,0 +1,103 @@
+"""`clever-elt run` on a disk that fills up: one clear error, nothing committed lost, and once
+there is room again the next run ends where an untroubled sync ends.
+
+The disk is a real tmpfs of a few megabytes, grown between runs as a user freeing space would;
+mounting it needs root, so elsewhere the test is skipped.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from clever_elt.lake.layout import TMP_PREFIX, Lake
+
+
+def _run(data_dir: Path, base_url: str, token: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "clever_elt.cli", "run"],
+        env={
+            **os.environ,
+            "COLUMNS": "400",
+            "CLEVER_ELT_DATA_DIR": str(data_dir),
+            "CLEVER_API_BASE_URL": base_url,
+            "CLEVER_API_TOKEN": token,
+        },
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+def _tables(db: Path, schema: str) -> dict[str, list[tuple]]:
+    with duckdb.connect(str(db), read_only=True) as con:
+        names = con.sql(
+            "select table_schema || '.' || table_name from information_schema.tables "
+            f"where table_schema = '{schema}' order by 1"
+        ).fetchall()
+        return {name: con.sql(f"select * from {name} order by all").fetchall() for (name,) in names}
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[tuple[Path, Callable[[str], None]]]:
+    """(mount point of a 256 KiB tmpfs, a function that resizes it, e.g. to "3m")."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small tmpfs needs root")
+    mount_point = tmp_path / "disk"
+    mount_point.mkdir()
+    subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mount_point)], check=True
+    )
+
+    def resize(size: str) -> None:
+        subprocess.run(["mount", "-o", f"remount,size={size}", str(mount_point)], check=True)
+
+    try:
+        yield mount_point, resize
+    finally:
+        subprocess.run(["umount", "--lazy", str(mount_point)], check=True)
+
+
+def test_a_full_disk_fails_clearly_loses_nothing_and_the_run_after_catches_up(
+    sim_server, tmp_path, small_disk
+):
+    token, base_url = sim_server.simulator.token, sim_server.base_url
+    reference = tmp_path / "reference"
+    assert _run(reference, base_url, token).returncode == 0
+    mount_point, resize = small_disk
+    data_dir = mount_point / "data"
+    lake = Lake(data_dir / "lake")
+    district = sim_server.simulator.district_id
+    newest = sim_server.simulator.newest_event_id
+
+    # 256 KiB: full while extracting; 3 and 8 MiB: the lake fits, the warehouse does not.
+    for size in ("256k", "3m", "8m"):
+        resize(size)
+        result = _run(data_dir, base_url, token)
+        assert result.returncode == 1, (size, result.stderr[-2000:])
+        errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+        assert len(errors) == 1, (size, result.stderr[-2000:])
+        assert f"the disk holding {data_dir} is full" in errors[0]
+        assert "free some space and run again" in errors[0]
+        assert not list(lake.root.rglob(f"{TMP_PREFIX}*")), size
+        if size == "256k":
+            assert lake.cursor(district) != newest
+        else:
+            assert lake.cursor(district) == newest
+
+    resize("256m")
+    result = _run(data_dir, base_url, token)
+    assert result.returncode == 0, result.stderr[-2000:]
+    ours, theirs = data_dir / "warehouse.duckdb", reference / "warehouse.duckdb"
+    assert _tables(ours, "clever") == _tables(theirs, "clever")
+    with duckdb.connect(str(ours), read_only=True) as con:
+        ids = con.sql("select event_id from raw.events").fetchall()
+    with duckdb.connect(str(theirs), read_only=True) as con:
+        assert sorted(ids) == sorted(con.sql("select event_id from raw.events").fetchall())
+    assert len(ids) == len(set(ids))
