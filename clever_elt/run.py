@@ -110,10 +110,17 @@ def summarize(result: dg.ExecuteInProcessResult) -> Summary:
 
 
 def _root_cause(error: object) -> str:
-    """The innermost exception of a step failure: the one that says what went wrong."""
-    while getattr(error, "cause", None) is not None:
-        error = error.cause
-    return str(getattr(error, "message", error)).strip()
+    """What made a step fail, from its chain of exceptions: the innermost one clever-elt raised
+    (its message is written for the user; what it wraps is library detail that the message
+    already sums up), else the innermost of all."""
+    messages = []
+    while error is not None:
+        messages.append(str(getattr(error, "message", error)).strip())
+        error = getattr(error, "cause", None)
+    ours = [m for m in messages if m.startswith("clever_elt.")]
+    if ours:
+        return ours[-1].split(": ", 1)[-1]  # without the class name
+    return messages[-1]
 
 
 def _explained(failure: str, settings: Settings) -> str:

@@ -7,9 +7,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import dagster as dg
 import nbformat
 import pytest
+import requests
 from nbclient import NotebookClient
+
+from clever_elt.api import CleverError
+from clever_elt.run import summarize
 
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOK = REPO / "notebooks" / "roster_analysis.ipynb"
@@ -73,6 +78,24 @@ def test_run_with_plain_http_to_a_remote_host_is_refused_before_any_request(tmp_
     assert result.returncode == 2
     assert "https" in result.stderr
     assert not (tmp_path / "lake").exists()
+
+
+def test_the_error_shown_is_clever_elts_own_message_not_the_library_error_it_wraps():
+    """Once the client and Dagster's retries are spent on an unreachable API, the user reads the
+    client's summary of what failed, not urllib3's repr of a refused connection."""
+
+    @dg.asset
+    def unreachable() -> None:
+        try:
+            try:
+                raise requests.ConnectionError("HTTPConnectionPool(host='127.0.0.1', port=1)")
+            except requests.ConnectionError as exc:
+                raise CleverError("GET /v3.1/districts failed 8 times; last: refused") from exc
+        except CleverError as exc:
+            raise dg.RetryRequested(max_retries=1, seconds_to_wait=0) from exc
+
+    result = dg.materialize([unreachable], raise_on_error=False)
+    assert summarize(result).failure == "GET /v3.1/districts failed 8 times; last: refused"
 
 
 def test_help_explains_the_settings():

@@ -66,6 +66,11 @@ def clever_events(
     except CleverError as exc:
         # The client already retried; the API may be back in a minute. Nothing half-done is lost:
         # the cursor is whatever the lake durably holds.
+        if context.retry_number < TRANSIENT_RETRIES:
+            context.log.warning(
+                f"extract: {exc}; the step runs again in {TRANSIENT_WAIT_S} s "
+                f"(retry {context.retry_number + 1} of {TRANSIENT_RETRIES})"
+            )
         raise dg.RetryRequested(
             max_retries=TRANSIENT_RETRIES, seconds_to_wait=TRANSIENT_WAIT_S
         ) from exc
