@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import dagster as dg
+import duckdb
 import nbformat
 import pytest
 import requests
@@ -80,6 +81,54 @@ def test_run_with_plain_http_to_a_remote_host_is_refused_before_any_request(tmp_
     assert not (tmp_path / "lake").exists()
 
 
+def test_a_warehouse_held_open_by_an_analyst_fails_the_run_clearly_and_loses_nothing(
+    sim_server, tmp_path
+):
+    env = _env(
+        tmp_path,
+        CLEVER_API_TOKEN=sim_server.simulator.token,
+        CLEVER_API_BASE_URL=sim_server.base_url,
+    )
+    assert _run(env, "run").returncode == 0
+    warehouse = tmp_path / "warehouse.duckdb"
+    before = _event_ids(warehouse)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_OPEN, str(warehouse)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline() == "open\n"
+        sim_server.simulator.advance(events=200)
+        result = _run(env, "run")
+    finally:
+        holder.communicate("")  # the analyst closes the notebook
+    assert result.returncode == 1
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, result.stderr[-2000:]
+    assert errors[0].startswith(f"error: another process (PID {holder.pid}, ")
+    assert "Close that connection" in result.stderr
+    assert _run(env, "run").returncode == 0
+    after = _event_ids(warehouse)
+    assert len(after) == len(set(after)) == len(before) + 200
+    assert sim_server.simulator.newest_event_id in after
+
+
+def _event_ids(warehouse: Path) -> list[str]:
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        return [event_id for (event_id,) in con.sql("select event_id from raw.events").fetchall()]
+
+
+# An analyst's session: the warehouse open read-only until stdin closes.
+HOLD_OPEN = """
+import sys, duckdb
+con = duckdb.connect(sys.argv[1], read_only=True)
+print("open", flush=True)
+sys.stdin.read()
+"""
+
+
 def test_the_error_shown_is_clever_elts_own_message_not_the_library_error_it_wraps():
     """Once the client and Dagster's retries are spent on an unreachable API, the user reads the
     client's summary of what failed, not urllib3's repr of a refused connection."""
@@ -111,9 +160,14 @@ def test_analyst_notebook_executes_on_a_demo_warehouse(demo_data_dir, monkeypatc
     assert all(not cell.get("outputs") for cell in notebook.cells if cell.cell_type == "code"), (
         "commit the notebook with outputs stripped"
     )
-    NotebookClient(
+    client = NotebookClient(
         notebook, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(REPO)}}
-    ).execute()
+    )
+    with client.setup_kernel():
+        for index, cell in enumerate(notebook.cells):
+            client.execute_cell(cell, index)
+        # The kernel is still alive, as an analyst's is: it must not keep a sync from writing.
+        duckdb.connect(str(demo_data_dir / "warehouse.duckdb")).close()
     outputs = [o for cell in notebook.cells for o in cell.get("outputs", [])]
     assert not [o for o in outputs if o.get("output_type") == "error"]
     assert any("image/png" in o.get("data", {}) for o in outputs), "the enrollment chart is drawn"

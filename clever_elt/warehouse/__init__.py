@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -34,6 +35,7 @@ __all__ = [
     "ModelResult",
     "ModelRunError",
     "Warehouse",
+    "WarehouseInUseError",
     "connect",
 ]
 
@@ -44,10 +46,30 @@ MEMORY_LIMIT = "450MB"
 SPILL_DIR = "duckdb-spill"
 
 
+# DuckDB's words when another process holds the file: "... Conflicting lock is held in <program>
+# (PID <pid>). ..."
+_CONFLICTING_LOCK = re.compile(r"Conflicting lock is held in (?P<program>.+?) \(PID (?P<pid>\d+)\)")
+
+
+class WarehouseInUseError(RuntimeError):
+    """Another process has the warehouse file open in a way that excludes this connection."""
+
+
 def connect(db_path: str | os.PathLike[str], read_only: bool = False) -> duckdb.DuckDBPyConnection:
     """A connection to the warehouse file, in UTC (TIMESTAMPTZ would otherwise render locally),
     with bounded memory."""
-    con = duckdb.connect(str(db_path), read_only=read_only)
+    try:
+        con = duckdb.connect(str(db_path), read_only=read_only)
+    except duckdb.IOException as exc:
+        holder = _CONFLICTING_LOCK.search(str(exc))
+        if holder is None:
+            raise
+        raise WarehouseInUseError(
+            f"another process (PID {holder['pid']}, {holder['program']}) has the warehouse "
+            f"{db_path} open: DuckDB lets one process write a database file or several read it, "
+            "not both. Close that connection (a notebook, a DuckDB shell) and run again; events "
+            "already extracted wait in the lake until then."
+        ) from exc
     spill = Path(db_path).resolve().parent / SPILL_DIR
     con.execute(
         f"""
