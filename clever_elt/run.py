@@ -153,6 +153,7 @@ def _render(summary: Summary) -> None:
 def main(args: argparse.Namespace) -> int:
     try:
         settings = Settings.from_env()
+        settings.create_data_dir()
     except SettingsError as exc:
         console.print(f"[red]error:[/] {exc}")
         return 2

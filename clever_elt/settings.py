@@ -63,6 +63,15 @@ class Settings:
     def warehouse_path(self) -> Path:
         return self.data_dir / "warehouse.duckdb"
 
+    def create_data_dir(self) -> None:
+        """Create the data directory if missing; SettingsError if it cannot be."""
+        try:
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise SettingsError(
+                f"CLEVER_ELT_DATA_DIR cannot be created: {self.data_dir}: {exc.strerror}"
+            ) from exc
+
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
         env = os.environ if environ is None else environ

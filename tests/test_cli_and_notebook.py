@@ -81,6 +81,16 @@ def test_run_with_plain_http_to_a_remote_host_is_refused_before_any_request(tmp_
     assert not (tmp_path / "lake").exists()
 
 
+def test_run_with_a_data_dir_that_cannot_be_created_is_refused_before_any_request(tmp_path):
+    (tmp_path / "a-file").write_text("")
+    result = _run(_env(tmp_path / "a-file" / "data"), "run")
+    assert result.returncode == 2
+    assert " ".join(result.stderr.split()) == (
+        f"error: CLEVER_ELT_DATA_DIR cannot be created: {tmp_path / 'a-file' / 'data'}: Not a "
+        "directory"
+    )
+
+
 def test_a_warehouse_held_open_by_an_analyst_fails_the_run_clearly_and_loses_nothing(
     sim_server, tmp_path
 ):
