@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import socket
+import struct
 from datetime import UTC, datetime, timedelta
 from urllib.parse import parse_qs, urlsplit
 
@@ -296,3 +298,25 @@ def test_large_pages_can_time_out_at_the_gateway_while_small_pages_pass(sim_serv
     assert big.status_code == 504
     assert big.headers["Content-Type"].startswith("text/html")
     assert get(http, sim_server, "/events", limit=1000).status_code == 200
+
+
+def test_a_client_hanging_up_mid_answer_leaves_no_traceback_and_the_server_serving(
+    sim_server, capfd
+):
+    host, port = sim_server.host, sim_server.port
+    request = (
+        f"GET /v3.1/events?limit=10000 HTTP/1.1\r\nHost: {host}\r\n"
+        f"Authorization: Bearer {sim_server.simulator.token}\r\n\r\n"
+    ).encode()
+    for _ in range(5):
+        with socket.create_connection((host, port)) as client:
+            client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            client.sendall(request)
+            client.recv(1)  # the answer has begun; closing now resets the connection
+    answer = requests.get(
+        sim_server.base_url + "/events?limit=5",
+        headers={"Authorization": f"Bearer {sim_server.simulator.token}"},
+        timeout=10,
+    )
+    assert answer.status_code == 200
+    assert "Traceback" not in capfd.readouterr().err

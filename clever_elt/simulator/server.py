@@ -89,6 +89,14 @@ class _HTTPServer(ThreadingHTTPServer):
         self.simulator = simulator
         super().__init__(address, _Handler)
 
+    def handle_error(self, request: object, client_address: tuple[str, int]) -> None:
+        # A client that hangs up mid-answer (a timeout, a killed sync) is the client's business;
+        # socketserver would print a traceback for it.
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            log.debug("%s hung up before the answer was sent", client_address[0])
+            return
+        super().handle_error(request, client_address)
+
 
 class Server:
     """A running simulator server (background thread); `close()` or leave the `with` block."""
