@@ -24,6 +24,7 @@ from clever_elt.defs.schedules import DAILY_SYNC, SYNC_JOB
 from clever_elt.settings import Settings
 from clever_elt.simulator import Server
 from clever_elt.warehouse import Model
+from helpers import table_rows
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -36,15 +37,6 @@ def _settings(server: Server, data_dir: Path, monkeypatch: pytest.MonkeyPatch) -
 def _sync(settings: Settings) -> dg.ExecuteInProcessResult:
     job = build_definitions(settings).resolve_job_def(SYNC_JOB.name)
     return job.execute_in_process(instance=dg.DagsterInstance.ephemeral(), raise_on_error=False)
-
-
-def _tables(db: Path) -> dict[str, list[tuple]]:
-    with duckdb.connect(str(db), read_only=True) as con:
-        names = con.sql(
-            "select table_schema || '.' || table_name from information_schema.tables "
-            "where table_schema = 'clever' order by 1"
-        ).fetchall()
-        return {name: con.sql(f"select * from {name} order by all").fetchall() for (name,) in names}
 
 
 def test_definitions_list_every_model_check_and_a_running_daily_schedule():
@@ -84,7 +76,7 @@ def test_full_sync_twice_is_idempotent_and_reports_metadata(sim_server, tmp_path
     assert len(evaluations) == len(
         build_definitions(settings).resolve_asset_graph().asset_check_keys
     )
-    before = _tables(settings.warehouse_path)
+    before = table_rows(settings.warehouse_path, "clever")
 
     second = _sync(settings)
     assert second.success
@@ -94,7 +86,7 @@ def test_full_sync_twice_is_idempotent_and_reports_metadata(sim_server, tmp_path
     }
     assert metadata["lake/clever_events"]["events_written"].value == 0
     assert metadata["raw/events"]["new_events"].value == 0
-    assert _tables(settings.warehouse_path) == before
+    assert table_rows(settings.warehouse_path, "clever") == before
 
 
 def test_incremental_sync_after_the_clock_moves_matches_the_truth(

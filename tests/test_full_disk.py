@@ -17,31 +17,18 @@ import duckdb
 import pytest
 
 from clever_elt.lake.layout import TMP_PREFIX, Lake
+from clever_elt.simulator import Server
+from helpers import sync_env, table_rows
 
 
-def _run(data_dir: Path, base_url: str, token: str) -> subprocess.CompletedProcess[str]:
+def _run(data_dir: Path, server: Server) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "clever_elt.cli", "run"],
-        env={
-            **os.environ,
-            "COLUMNS": "400",
-            "CLEVER_ELT_DATA_DIR": str(data_dir),
-            "CLEVER_API_BASE_URL": base_url,
-            "CLEVER_API_TOKEN": token,
-        },
+        env=sync_env(data_dir, server),
         capture_output=True,
         text=True,
         timeout=600,
     )
-
-
-def _tables(db: Path, schema: str) -> dict[str, list[tuple]]:
-    with duckdb.connect(str(db), read_only=True) as con:
-        names = con.sql(
-            "select table_schema || '.' || table_name from information_schema.tables "
-            f"where table_schema = '{schema}' order by 1"
-        ).fetchall()
-        return {name: con.sql(f"select * from {name} order by all").fetchall() for (name,) in names}
 
 
 @pytest.fixture
@@ -67,9 +54,8 @@ def small_disk(tmp_path: Path) -> Iterator[tuple[Path, Callable[[str], None]]]:
 def test_a_full_disk_fails_clearly_loses_nothing_and_the_run_after_catches_up(
     sim_server, tmp_path, small_disk
 ):
-    token, base_url = sim_server.simulator.token, sim_server.base_url
     reference = tmp_path / "reference"
-    assert _run(reference, base_url, token).returncode == 0
+    assert _run(reference, sim_server).returncode == 0
     mount_point, resize = small_disk
     data_dir = mount_point / "data"
     lake = Lake(data_dir / "lake")
@@ -79,7 +65,7 @@ def test_a_full_disk_fails_clearly_loses_nothing_and_the_run_after_catches_up(
     # 256 KiB: full while extracting; 3 and 8 MiB: the lake fits, the warehouse does not.
     for size in ("256k", "3m", "8m"):
         resize(size)
-        result = _run(data_dir, base_url, token)
+        result = _run(data_dir, sim_server)
         assert result.returncode == 1, (size, result.stderr[-2000:])
         errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
         assert len(errors) == 1, (size, result.stderr[-2000:])
@@ -92,10 +78,10 @@ def test_a_full_disk_fails_clearly_loses_nothing_and_the_run_after_catches_up(
             assert lake.cursor(district) == newest
 
     resize("256m")
-    result = _run(data_dir, base_url, token)
+    result = _run(data_dir, sim_server)
     assert result.returncode == 0, result.stderr[-2000:]
     ours, theirs = data_dir / "warehouse.duckdb", reference / "warehouse.duckdb"
-    assert _tables(ours, "clever") == _tables(theirs, "clever")
+    assert table_rows(ours, "clever") == table_rows(theirs, "clever")
     with duckdb.connect(str(ours), read_only=True) as con:
         ids = con.sql("select event_id from raw.events").fetchall()
     with duckdb.connect(str(theirs), read_only=True) as con:
