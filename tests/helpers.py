@@ -1,8 +1,11 @@
-"""Helpers several test modules share: a `clever-elt run` environment and whole-table snapshots."""
+"""Helpers several test modules share: running clever-elt in a child process, its settings for a
+simulator, and what a warehouse holds (whole tables, loaded event ids)."""
 
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import duckdb
@@ -10,11 +13,25 @@ import duckdb
 from clever_elt.simulator import Server
 
 
+def run_python(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """`python <args>` with `env` over this environment, wide enough that no line wraps."""
+    return subprocess.run(
+        [sys.executable, *args],
+        env={**os.environ, "COLUMNS": "400", **env},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+def run_cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    """`clever-elt <args>` (e.g. `run`) with `env` over this environment."""
+    return run_python(["-m", "clever_elt.cli", *args], env)
+
+
 def sync_env(data_dir: Path, server: Server, **extra: str) -> dict[str, str]:
-    """The environment of a `clever-elt run` syncing `server`'s district into `data_dir`."""
+    """The settings of a sync of `server`'s district into `data_dir` (`extra` overrides them)."""
     return {
-        **os.environ,
-        "COLUMNS": "400",
         "CLEVER_ELT_DATA_DIR": str(data_dir),
         "CLEVER_API_BASE_URL": server.base_url,
         "CLEVER_API_TOKEN": server.simulator.token,
@@ -31,3 +48,10 @@ def table_rows(db: Path, schema: str) -> dict[str, list[tuple]]:
             params={"schema": schema},
         ).fetchall()
         return {name: con.sql(f"select * from {name} order by all").fetchall() for (name,) in names}
+
+
+def event_ids(db: Path) -> list[str]:
+    """The ids in `raw.events`, sorted (a repeated id appears twice)."""
+    with duckdb.connect(str(db), read_only=True) as con:
+        rows = con.sql("select event_id from raw.events order by 1").fetchall()
+    return [event_id for (event_id,) in rows]

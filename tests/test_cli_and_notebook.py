@@ -16,19 +16,10 @@ from nbclient import NotebookClient
 
 from clever_elt.api import CleverError
 from clever_elt.run import summarize
+from helpers import event_ids, run_cli, sync_env
 
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOK = REPO / "notebooks" / "roster_analysis.ipynb"
-
-
-def _run(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "clever_elt.cli", *args],
-        env={**os.environ, "COLUMNS": "200", **env},
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
 
 
 def _env(data_dir: Path, **extra: str) -> dict[str, str]:
@@ -60,10 +51,7 @@ def test_demo_run_builds_every_table_and_says_so(demo_data_dir):
 
 
 def test_run_with_a_refused_token_fails_with_one_clear_line(sim_server, tmp_path):
-    result = _run(
-        _env(tmp_path, CLEVER_API_TOKEN="not-the-token", CLEVER_API_BASE_URL=sim_server.base_url),
-        "run",
-    )
+    result = run_cli(sync_env(tmp_path, sim_server, CLEVER_API_TOKEN="not-the-token"), "run")
     assert result.returncode == 1
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1
@@ -72,7 +60,7 @@ def test_run_with_a_refused_token_fails_with_one_clear_line(sim_server, tmp_path
 
 
 def test_run_with_plain_http_to_a_remote_host_is_refused_before_any_request(tmp_path):
-    result = _run(
+    result = run_cli(
         _env(tmp_path, CLEVER_API_TOKEN="t", CLEVER_API_BASE_URL="http://api.clever.com/v3.1"),
         "run",
     )
@@ -83,7 +71,7 @@ def test_run_with_plain_http_to_a_remote_host_is_refused_before_any_request(tmp_
 
 def test_run_with_a_data_dir_that_cannot_be_created_is_refused_before_any_request(tmp_path):
     (tmp_path / "a-file").write_text("")
-    result = _run(_env(tmp_path / "a-file" / "data"), "run")
+    result = run_cli(_env(tmp_path / "a-file" / "data"), "run")
     assert result.returncode == 2
     assert " ".join(result.stderr.split()) == (
         f"error: CLEVER_ELT_DATA_DIR cannot be created: {tmp_path / 'a-file' / 'data'}: Not a "
@@ -94,14 +82,10 @@ def test_run_with_a_data_dir_that_cannot_be_created_is_refused_before_any_reques
 def test_a_warehouse_held_open_by_an_analyst_fails_the_run_clearly_and_loses_nothing(
     sim_server, tmp_path
 ):
-    env = _env(
-        tmp_path,
-        CLEVER_API_TOKEN=sim_server.simulator.token,
-        CLEVER_API_BASE_URL=sim_server.base_url,
-    )
-    assert _run(env, "run").returncode == 0
+    env = sync_env(tmp_path, sim_server)
+    assert run_cli(env, "run").returncode == 0
     warehouse = tmp_path / "warehouse.duckdb"
-    before = _event_ids(warehouse)
+    before = event_ids(warehouse)
     holder = subprocess.Popen(
         [sys.executable, "-c", HOLD_OPEN, str(warehouse)],
         stdin=subprocess.PIPE,
@@ -111,7 +95,7 @@ def test_a_warehouse_held_open_by_an_analyst_fails_the_run_clearly_and_loses_not
     try:
         assert holder.stdout.readline() == "open\n"
         sim_server.simulator.advance(events=200)
-        result = _run(env, "run")
+        result = run_cli(env, "run")
     finally:
         holder.communicate("")  # the analyst closes the notebook
     assert result.returncode == 1
@@ -119,15 +103,10 @@ def test_a_warehouse_held_open_by_an_analyst_fails_the_run_clearly_and_loses_not
     assert len(errors) == 1, result.stderr[-2000:]
     assert errors[0].startswith(f"error: another process (PID {holder.pid}, ")
     assert "Close that connection" in result.stderr
-    assert _run(env, "run").returncode == 0
-    after = _event_ids(warehouse)
+    assert run_cli(env, "run").returncode == 0
+    after = event_ids(warehouse)
     assert len(after) == len(set(after)) == len(before) + 200
     assert sim_server.simulator.newest_event_id in after
-
-
-def _event_ids(warehouse: Path) -> list[str]:
-    with duckdb.connect(str(warehouse), read_only=True) as con:
-        return [event_id for (event_id,) in con.sql("select event_id from raw.events").fetchall()]
 
 
 # An analyst's session: the warehouse open read-only until stdin closes.
@@ -158,7 +137,7 @@ def test_the_error_shown_is_clever_elts_own_message_not_the_library_error_it_wra
 
 
 def test_help_explains_the_settings():
-    result = _run({}, "run", "--help")
+    result = run_cli({}, "run", "--help")
     assert result.returncode == 0
     for setting in ("CLEVER_API_TOKEN", "CLEVER_API_BASE_URL", "CLEVER_ELT_DATA_DIR"):
         assert setting in result.stdout

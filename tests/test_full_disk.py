@@ -9,26 +9,13 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import duckdb
 import pytest
 
 from clever_elt.lake.layout import TMP_PREFIX, Lake
-from clever_elt.simulator import Server
-from helpers import sync_env, table_rows
-
-
-def _run(data_dir: Path, server: Server) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "clever_elt.cli", "run"],
-        env=sync_env(data_dir, server),
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+from helpers import event_ids, run_cli, sync_env, table_rows
 
 
 @pytest.fixture
@@ -55,7 +42,7 @@ def test_a_full_disk_fails_clearly_loses_nothing_and_the_run_after_catches_up(
     sim_server, tmp_path, small_disk
 ):
     reference = tmp_path / "reference"
-    assert _run(reference, sim_server).returncode == 0
+    assert run_cli(sync_env(reference, sim_server), "run").returncode == 0
     mount_point, resize = small_disk
     data_dir = mount_point / "data"
     lake = Lake(data_dir / "lake")
@@ -65,7 +52,7 @@ def test_a_full_disk_fails_clearly_loses_nothing_and_the_run_after_catches_up(
     # 256 KiB: full while extracting; 3 and 8 MiB: the lake fits, the warehouse does not.
     for size in ("256k", "3m", "8m"):
         resize(size)
-        result = _run(data_dir, sim_server)
+        result = run_cli(sync_env(data_dir, sim_server), "run")
         assert result.returncode == 1, (size, result.stderr[-2000:])
         errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
         assert len(errors) == 1, (size, result.stderr[-2000:])
@@ -78,12 +65,10 @@ def test_a_full_disk_fails_clearly_loses_nothing_and_the_run_after_catches_up(
             assert lake.cursor(district) == newest
 
     resize("256m")
-    result = _run(data_dir, sim_server)
+    result = run_cli(sync_env(data_dir, sim_server), "run")
     assert result.returncode == 0, result.stderr[-2000:]
     ours, theirs = data_dir / "warehouse.duckdb", reference / "warehouse.duckdb"
     assert table_rows(ours, "clever") == table_rows(theirs, "clever")
-    with duckdb.connect(str(ours), read_only=True) as con:
-        ids = con.sql("select event_id from raw.events").fetchall()
-    with duckdb.connect(str(theirs), read_only=True) as con:
-        assert sorted(ids) == sorted(con.sql("select event_id from raw.events").fetchall())
+    ids = event_ids(ours)
+    assert ids == event_ids(theirs)
     assert len(ids) == len(set(ids))

@@ -7,15 +7,13 @@ from __future__ import annotations
 
 import random
 import signal
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
 import duckdb
 
 from clever_elt.simulator import Server
-from helpers import sync_env, table_rows
+from helpers import event_ids, run_python, sync_env, table_rows
 
 SEED = 20261127
 KILLS = {"load": 2, "commit": 2, "any": 2}  # per sync
@@ -61,13 +59,7 @@ CHILD = textwrap.dedent(
 
 def _run(data_dir: Path, server: Server, kill_at: int) -> tuple[int, list[str]]:
     """(exit code, the statements sent) of one run; the code is -SIGKILL when it was killed."""
-    result = subprocess.run(
-        [sys.executable, "-c", CHILD, str(kill_at)],
-        env=sync_env(data_dir, server),
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    result = run_python(["-c", CHILD, str(kill_at)], sync_env(data_dir, server))
     assert result.returncode in (0, -signal.SIGKILL), result.stderr[-3000:]
     prefix = "STATEMENT "
     sent = [line[len(prefix) :] for line in result.stderr.splitlines() if line.startswith(prefix)]
@@ -94,7 +86,7 @@ def _tables(db: Path) -> dict[str, list[tuple]]:
             "where table_schema = 'audit'"
         ).fetchall():
             tables[name] = con.sql(f"select count(*) from {name}").fetchall()
-        tables["raw.events"] = con.sql("select event_id from raw.events order by 1").fetchall()
+    tables["raw.events"] = event_ids(db)
     return tables
 
 
