@@ -14,6 +14,7 @@ from datetime import datetime
 
 import dagster as dg
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -133,6 +134,11 @@ def _explained(failure: str, settings: Settings) -> str:
     return failure
 
 
+def _error(message: str) -> None:
+    """The one `error:` line: never wrapped (logs are grepped), its text never read as markup."""
+    console.print(f"[red]error:[/] {escape(message)}", soft_wrap=True)
+
+
 def _render(summary: Summary) -> None:
     table = Table(title="clever-elt run", show_lines=False)
     table.add_column("table")
@@ -155,7 +161,7 @@ def main(args: argparse.Namespace) -> int:
         settings = Settings.from_env()
         settings.create_data_dir()
     except SettingsError as exc:
-        console.print(f"[red]error:[/] {exc}")
+        _error(str(exc))
         return 2
     with Progress(
         TextColumn("{task.description}", justify="left"),
@@ -178,10 +184,10 @@ def main(args: argparse.Namespace) -> int:
     summary = summarize(result)
     _render(summary)
     if summary.failure:
-        console.print(f"[red]error:[/] {_explained(summary.failure, settings)}")
+        _error(_explained(summary.failure, settings))
         return 1
     if not result.success:
         blocking = [check for check, severity, _ in summary.failed_checks if severity == "ERROR"]
-        console.print(f"[red]error:[/] checks failed: {', '.join(blocking) or 'see above'}")
+        _error(f"checks failed: {', '.join(blocking) or 'see above'}")
         return 1
     return 0

@@ -79,6 +79,17 @@ def test_run_with_a_data_dir_that_cannot_be_created_is_refused_before_any_reques
     )
 
 
+def test_the_error_line_is_one_line_on_a_narrow_console_and_keeps_brackets(tmp_path):
+    # Logs are grepped for `error:`: the message must not wrap, nor lose text rich takes as markup.
+    data_dir = tmp_path / "a-file" / ("[bold]" + "d" * 150)
+    (tmp_path / "a-file").write_text("")
+    result = run_cli({**_env(data_dir), "COLUMNS": "60"}, "run")
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        f"error: CLEVER_ELT_DATA_DIR cannot be created: {data_dir}: Not a directory"
+    ]
+
+
 def test_a_warehouse_held_open_by_an_analyst_fails_the_run_clearly_and_loses_nothing(
     sim_server, tmp_path
 ):

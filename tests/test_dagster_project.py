@@ -24,6 +24,7 @@ from clever_elt.defs.schedules import DAILY_SYNC, SYNC_JOB
 from clever_elt.settings import Settings
 from clever_elt.simulator import Server
 from clever_elt.warehouse import Model
+from clever_elt.warehouse.check_state import CHANGED_IDS_ONLY, UNCHANGED
 from helpers import table_rows
 
 REPO = Path(__file__).resolve().parents[1]
@@ -87,6 +88,19 @@ def test_full_sync_twice_is_idempotent_and_reports_metadata(sim_server, tmp_path
     assert metadata["lake/clever_events"]["events_written"].value == 0
     assert metadata["raw/events"]["new_events"].value == 0
     assert table_rows(settings.warehouse_path, "clever") == before
+    # Tables left as they were keep their checks' outcomes; views are read again.
+    read = _read_by_check(second)
+    assert read["clever/users_history:intervals_do_not_overlap"] == UNCHANGED
+    assert read["staging/users_states:grain_unique"] == UNCHANGED
+    assert read["staging/users_events:grain_unique"] == "every row"
+
+
+def _read_by_check(result: dg.ExecuteInProcessResult) -> dict[str, str]:
+    return {
+        f"{e.asset_key.to_user_string()}:{e.check_name}": e.metadata["read"].value
+        for e in result.get_asset_check_evaluations()
+        if "read" in e.metadata
+    }
 
 
 def test_incremental_sync_after_the_clock_moves_matches_the_truth(
@@ -95,7 +109,12 @@ def test_incremental_sync_after_the_clock_moves_matches_the_truth(
     settings = _settings(sim_server, tmp_path, monkeypatch)
     assert _sync(settings).success
     sim_server.simulator.advance(events=500)
-    assert _sync(settings).success
+    second = _sync(settings)
+    assert second.success
+    read = _read_by_check(second)
+    assert read["clever/users_history:intervals_do_not_overlap"] == CHANGED_IDS_ONLY
+    assert read["clever/users_history:grain_unique"] == CHANGED_IDS_ONLY
+    assert read["clever/users_history:chain_agrees_with_previous_attributes"] == "every row"
     with duckdb.connect(str(settings.warehouse_path), read_only=True) as con:
         for record_type in spec.record_types():
             ids = {

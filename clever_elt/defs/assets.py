@@ -19,7 +19,7 @@ from clever_elt.defs.metadata import (
 from clever_elt.defs.resources import CleverApiResource, DataDirResource
 from clever_elt.extract import extract
 from clever_elt.lock import data_dir_lock
-from clever_elt.warehouse import Model, Warehouse
+from clever_elt.warehouse import Model, Warehouse, check_state
 from clever_elt.warehouse.checks import checks_for, raw_checks
 from clever_elt.warehouse.models import Key
 
@@ -166,6 +166,7 @@ def model_assets(name: str, models: list[Model]) -> dg.AssetsDefinition:
         selected_checks = context.selected_asset_check_keys
         failed: set[Key] = set()
         with data_dir_lock(data_dir.root), warehouse.connect() as con:
+            ledger = check_state.CheckLedger(con)
             for model in models:
                 key = keys[model.key]
                 if key not in context.selected_asset_keys:
@@ -181,13 +182,17 @@ def model_assets(name: str, models: list[Model]) -> dg.AssetsDefinition:
                     metadata=table_metadata(con, model.name, result.rows, result.duration_s)
                     | {"compiled_sql": str(result.sql_path)},
                 )
-                for check_name, check in checks[model.key].items():
-                    if dg.AssetCheckKey(key, check_name) not in selected_checks:
-                        continue
-                    outcome = check(con)
+                selected = {
+                    check_name: check
+                    for check_name, check in checks[model.key].items()
+                    if dg.AssetCheckKey(key, check_name) in selected_checks
+                }
+                outcomes = ledger.evaluate(model.name, selected, result)
+                for check_name, outcome in outcomes.items():
                     if not outcome.passed and check_name in BLOCKING_CHECKS:
                         failed.add(model.key)
                     yield check_result(check_name, outcome, key)
+            ledger.save()
 
     return _models
 

@@ -63,7 +63,7 @@ def _short(value: Any, width: int = 40) -> str:
 
 
 def check_result(name: str, outcome: CheckOutcome, asset_key: dg.AssetKey) -> dg.AssetCheckResult:
-    metadata: dict[str, Any] = {"count": dg.MetadataValue.int(outcome.count)}
+    metadata: dict[str, Any] = {"count": dg.MetadataValue.int(outcome.count), "read": outcome.scope}
     if outcome.description:
         metadata["description"] = outcome.description
     if outcome.examples:

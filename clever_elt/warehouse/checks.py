@@ -1,7 +1,9 @@
 """Data checks over the warehouse: plain functions of a DuckDB connection returning `CheckOutcome`.
 
 Dagster wires them as asset checks (`checks_for(model)` says which apply to a model); they only
-read. Each counts problems and keeps a few examples, so a failure says what to look at.
+read. Each counts problems and keeps a few examples, so a failure says what to look at. The checks
+in `NARROWABLE` also take `ids`, a table of ids: they then read only those ids' rows (see
+`check_state`, which decides when that is enough).
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from clever_elt.warehouse import spec_types
 from clever_elt.warehouse.models import Key, Model, quote_key
 
 EXAMPLES = 5
+# Checks whose problems each lie within the rows of one id.
+NARROWABLE = frozenset({"grain_unique", "intervals_do_not_overlap"})
 
 
 @dataclass(frozen=True)
@@ -26,6 +30,7 @@ class CheckOutcome:
     count: int
     examples: list[dict[str, Any]] = field(default_factory=list)
     description: str = ""
+    scope: str = "every row"  # what was read: see check_state
 
 
 Check = Callable[[duckdb.DuckDBPyConnection], CheckOutcome]
@@ -70,21 +75,31 @@ def _plain(value: Any) -> Any:
     return str(value)
 
 
+def _of_ids(ids: str | None) -> str:
+    """A filter to the ids listed in the table `ids` (none: every row)."""
+    return "" if ids is None else f" and id in (select id from {spec_types.quote(ids)})"
+
+
 def grain_unique(
-    con: duckdb.DuckDBPyConnection, relation: Key, grain: tuple[str, ...]
+    con: duckdb.DuckDBPyConnection,
+    relation: Key,
+    grain: tuple[str, ...],
+    ids: str | None = None,
 ) -> CheckOutcome:
     columns = ", ".join(spec_types.quote(c) for c in grain)
     not_null = " and ".join(f"{spec_types.quote(c)} is not null" for c in grain)
     return _outcome(
         con,
         f"select {columns}, count(*) as copies from {quote_key(relation)} "
-        f"where {not_null} group by all having count(*) > 1",
+        f"where {not_null}{_of_ids(ids)} group by all having count(*) > 1",
         "ERROR",
         f"{relation[0]}.{relation[1]} has one row per ({', '.join(grain)})",
     )
 
 
-def history_intervals(con: duckdb.DuckDBPyConnection, record_type: str) -> CheckOutcome:
+def history_intervals(
+    con: duckdb.DuckDBPyConnection, record_type: str, ids: str | None = None
+) -> CheckOutcome:
     """Versions of an id follow each other without gap or overlap; only the last is open."""
     table = quote_key(("clever", f"{record_type}_history"))
     return _outcome(
@@ -96,6 +111,7 @@ def history_intervals(con: duckdb.DuckDBPyConnection, record_type: str) -> Check
                 lag(valid_to) over (partition by id order by _version) as previous_valid_to,
                 lead(_version) over (partition by id order by _version) as next_version
             from {table}
+            where true{_of_ids(ids)}
         )
         select
             id, _version, valid_from, valid_to,

@@ -31,10 +31,16 @@ class ModelRunError(RuntimeError):
 
 @dataclass(frozen=True)
 class ModelResult:
+    """What one build did. A model with saved state (see `Increment`) names the state its table
+    was in before and after the build (`state_before`: None if unknown); its rows changed only
+    for the ids in the temp table `CHANGED_IDS` when `changed_ids` is a number."""
+
     rows: int
     duration_s: float
     sql_path: Path
     changed_ids: int | None = None  # None: rebuilt in full
+    state_before: str | None = None
+    state_after: str | None = None
 
 
 _STATE_DDL = """
@@ -48,7 +54,7 @@ create table if not exists _runner.model_state (
 create table if not exists _runner.macros (digest varchar)
 """
 
-_IDS = "_clever_ids"  # the ids to (re)build
+_IDS = CHANGED_IDS = "_clever_ids"  # the ids to (re)build; after a build, those rebuilt
 _CHANGED = "_clever_batch_ids"  # the ids of one batch
 _INTERVALS = "_clever_intervals"  # an scd2 model's keys and their intervals
 _COPIES = "_clever_copies"  # the view copies on this connection, and the batch each holds
@@ -280,6 +286,7 @@ def _exists(con: duckdb.DuckDBPyConnection, key: Key) -> bool:
 
 
 def _state(con: duckdb.DuckDBPyConnection, name: str) -> tuple | None:
+    """A model's saved (sql_hash, loaded_until, baselines), or None."""
     rows = con.execute(
         "select sql_hash, loaded_until, baselines from _runner.model_state where model = $1",
         [name],
@@ -296,18 +303,24 @@ def _save_state(
     )
 
 
+def _token(state: tuple | None) -> str | None:
+    """A saved state as one string: equal tokens, equal tables."""
+    return None if state is None else " ".join(str(part) for part in state)
+
+
 def _incremental(
     con: duckdb.DuckDBPyConnection,
     model: Model,
     increment: Increment,
+    state: tuple | None,
     sql_hash: str,
     watermark: tuple[object, str],
     sql_path: Path,
     batch_rows: int | None,
 ) -> int | None:
-    """Rebuild only the changed ids' rows; None when a full build is needed instead."""
-    state = _state(con, model.name)
-    if state is None or not _exists(con, model.key):
+    """Rebuild only the changed ids' rows (the model's saved `state` says since when); None
+    when a full build is needed instead."""
+    if state is None:
         return None
     old_hash, loaded_until, baselines = state
     if old_hash != sql_hash or baselines != watermark[1]:
@@ -500,21 +513,23 @@ def _materialize_once(
     increment: Increment | None,
     full_refresh: bool,
     batch_rows: int | None,
-) -> tuple[int, int | None]:
+) -> tuple[int, int | None, str | None, str | None]:
     """One attempt, in one transaction: rolled back whole if it fails. Returns (rows, changed
-    ids or None for a full build)."""
+    ids or None for a full build, state tokens before and after)."""
     with transaction(con):
         con.execute(f"create schema if not exists {spec_types.quote(model.key[0])}")
         statements = compile_model(con, model)
         macros = increment.macros if increment is not None else ""
         sql_hash = hashlib.sha256("\n".join([macros, *statements]).encode()).hexdigest()
-        changed = None
+        changed = before = after = None
         if increment is not None:
             con.execute(_STATE_DDL)
             watermark = _watermark(con)
+            state = _state(con, model.name) if _exists(con, model.key) else None
+            before = _token(state)
             if not full_refresh:
                 changed = _incremental(
-                    con, model, increment, sql_hash, watermark, sql_path, batch_rows
+                    con, model, increment, state, sql_hash, watermark, sql_path, batch_rows
                 )
         if changed is None and increment is not None:
             _build_all(con, model, increment, statements, sql_path, batch_rows, watermark)
@@ -522,8 +537,9 @@ def _materialize_once(
             _run(con, statements, sql_path, model.description)
         if increment is not None:
             _save_state(con, model.name, sql_hash, *watermark)
+            after = _token((sql_hash, *watermark))
         rows = con.execute(f"select count(*) from {quote_key(model.key)}").fetchall()[0][0]
-    return rows, changed
+    return rows, changed, before, after
 
 
 def materialize(
@@ -539,7 +555,7 @@ def materialize(
     batch_rows: int | None = None
     for retries_left in range(SMALLER_BATCH_RETRIES + 1, -1, -1):
         try:
-            rows, changed = _materialize_once(
+            rows, changed, before, after = _materialize_once(
                 con, model, sql_path, increment, full_refresh, batch_rows
             )
             break
@@ -559,6 +575,8 @@ def materialize(
         duration_s=time.perf_counter() - started,
         sql_path=sql_path,
         changed_ids=changed,
+        state_before=before,
+        state_after=after,
     )
     log.info(
         "materialized %s (%s, %s): %d rows in %.2fs",
