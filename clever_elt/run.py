@@ -26,6 +26,9 @@ console = Console(stderr=True)
 
 # How Python, pyarrow and DuckDB all word ENOSPC (from the C library).
 _DISK_FULL = os.strerror(errno.ENOSPC).lower()
+# What Dagster's run failure says when SIGINT or SIGTERM stopped it.
+_INTERRUPTED = "DagsterExecutionInterruptedError"
+EXIT_INTERRUPTED = 130  # the shell's convention for a program stopped by SIGINT
 
 
 class _ProgressHandler(logging.Handler):
@@ -76,6 +79,7 @@ class Summary:
     checks_passed: int = 0
     failed_checks: list[tuple[str, str, str]] = field(default_factory=list)
     failure: str | None = None
+    interrupted: bool = False  # SIGINT (Ctrl-C) or SIGTERM stopped the run
 
 
 def summarize(result: dg.ExecuteInProcessResult) -> Summary:
@@ -107,7 +111,18 @@ def summarize(result: dg.ExecuteInProcessResult) -> Summary:
                 )
         elif kind == "STEP_FAILURE" and summary.failure is None:
             summary.failure = _root_cause(event.event_specific_data.error)
+        elif kind in ("RUN_FAILURE", "PIPELINE_FAILURE"):
+            summary.interrupted = _INTERRUPTED in _class_names(event.event_specific_data.error)
     return summary
+
+
+def _class_names(error: object) -> list[str]:
+    """The exception classes of an error chain (Dagster's serialized errors)."""
+    names = []
+    while error is not None:
+        names.append(getattr(error, "cls_name", None))
+        error = getattr(error, "cause", None)
+    return names
 
 
 def _root_cause(error: object) -> str:
@@ -183,6 +198,12 @@ def main(args: argparse.Namespace) -> int:
         )
     summary = summarize(result)
     _render(summary)
+    if summary.interrupted:
+        _error(
+            "interrupted before the sync finished. Everything committed before is kept: run "
+            "again to go on."
+        )
+        return EXIT_INTERRUPTED
     if summary.failure:
         _error(_explained(summary.failure, settings))
         return 1

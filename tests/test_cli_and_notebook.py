@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -15,8 +16,8 @@ import requests
 from nbclient import NotebookClient
 
 from clever_elt.api import CleverError
-from clever_elt.run import summarize
-from helpers import event_ids, run_cli, sync_env
+from clever_elt.run import EXIT_INTERRUPTED, summarize
+from helpers import event_ids, run_cli, sync_env, table_rows
 
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOK = REPO / "notebooks" / "roster_analysis.ipynb"
@@ -118,6 +119,36 @@ def test_a_warehouse_held_open_by_an_analyst_fails_the_run_clearly_and_loses_not
     after = event_ids(warehouse)
     assert len(after) == len(set(after)) == len(before) + 200
     assert sim_server.simulator.newest_event_id in after
+
+
+def test_ctrl_c_ends_the_run_with_one_line_and_the_next_run_finishes_the_sync(sim_server, tmp_path):
+    env = sync_env(tmp_path / "interrupted", sim_server)
+    run = subprocess.Popen(
+        [sys.executable, "-m", "clever_elt.cli", "run"],
+        env={**os.environ, "COLUMNS": "400", **env},
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        text=True,
+    )
+    lines = []
+    for line in run.stderr:  # without a terminal, one timestamped line per message
+        lines.append(line)
+        if " rows in " in line:  # the models have begun
+            run.send_signal(signal.SIGINT)
+            break
+    lines += run.stderr.readlines()
+    assert run.wait(timeout=120) == EXIT_INTERRUPTED, "".join(lines)[-2000:]
+    errors = [line for line in lines if line.startswith("error:")]
+    assert errors == [
+        "error: interrupted before the sync finished. Everything committed before is kept: run "
+        "again to go on.\n"
+    ]
+    assert run_cli(env, "run").returncode == 0
+    reference = tmp_path / "reference"
+    assert run_cli(sync_env(reference, sim_server), "run").returncode == 0
+    interrupted = tmp_path / "interrupted" / "warehouse.duckdb"
+    assert event_ids(interrupted) == event_ids(reference / "warehouse.duckdb")
+    assert table_rows(interrupted, "clever") == table_rows(reference / "warehouse.duckdb", "clever")
 
 
 # An analyst's session: the warehouse open read-only until stdin closes.
