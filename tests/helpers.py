@@ -4,6 +4,7 @@ simulator, and what a warehouse holds (whole tables, loaded event ids)."""
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +12,16 @@ from pathlib import Path
 import duckdb
 
 from clever_elt.simulator import Server
+
+
+def dns_says_no_such_host() -> bool:
+    """Whether this machine's resolver answers "no such name" for a reserved name (RFC 6761's
+    .invalid never exists); without a resolver it cannot say, and the client retries."""
+    try:
+        socket.getaddrinfo("api.clever.invalid", 443)
+    except socket.gaierror as exc:
+        return exc.errno == socket.EAI_NONAME
+    return False
 
 
 def run_python(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:

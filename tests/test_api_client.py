@@ -11,10 +11,11 @@ from urllib.parse import parse_qs, urlsplit
 import orjson
 import pytest
 
-from clever_elt.api import CleverAuthError, CleverClient, CleverError
+from clever_elt.api import CleverAuthError, CleverClient, CleverError, CleverUnknownHostError
 from clever_elt.envelope import PageDecodeError
 from clever_elt.settings import SettingsError
 from clever_elt.simulator import Faults, Simulator
+from helpers import dns_says_no_such_host
 
 
 def decode_ids(body: bytes) -> list[str]:
@@ -107,6 +108,25 @@ def test_plain_http_is_refused_for_a_remote_host():
     with pytest.raises(SettingsError, match="plain http"):
         CleverClient("http://api.clever.com/v3.1", "TOKEN")
     assert CleverClient("http://127.0.0.1:1/v3.1", "TOKEN").base_url == "http://127.0.0.1:1/v3.1"
+
+
+@pytest.mark.skipif(not dns_says_no_such_host(), reason="no resolver to say the name is unknown")
+def test_a_host_that_does_not_exist_fails_at_once_naming_the_setting(sleeps):
+    secret = "TOKEN_s3cr3t"
+    client = CleverClient("https://api.clever.invalid/v3.1", secret, sleep=sleeps.append)
+    with pytest.raises(CleverUnknownHostError) as caught:
+        client.district_id()
+    assert str(caught.value).startswith("the API host api.clever.invalid does not exist (")
+    assert "CLEVER_API_BASE_URL" in str(caught.value) and secret not in str(caught.value)
+    assert sleeps == []
+
+
+def test_a_refused_connection_is_retried_as_the_api_may_be_back_soon(sleeps):
+    client = CleverClient("http://127.0.0.1:1/v3.1", "TOKEN", max_attempts=3, sleep=sleeps.append)
+    with pytest.raises(CleverError, match="failed 3 times; last: ConnectionError") as caught:
+        client.district_id()
+    assert not isinstance(caught.value, CleverUnknownHostError)
+    assert len(sleeps) == 2
 
 
 def test_a_bad_request_is_not_retried(client, sleeps, received):

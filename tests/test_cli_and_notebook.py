@@ -17,7 +17,7 @@ from nbclient import NotebookClient
 
 from clever_elt.api import CleverError
 from clever_elt.run import EXIT_INTERRUPTED, summarize
-from helpers import event_ids, run_cli, sync_env, table_rows
+from helpers import dns_says_no_such_host, event_ids, run_cli, sync_env, table_rows
 
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOK = REPO / "notebooks" / "roster_analysis.ipynb"
@@ -58,6 +58,17 @@ def test_run_with_a_refused_token_fails_with_one_clear_line(sim_server, tmp_path
     assert len(errors) == 1
     assert "token" in errors[0].lower()
     assert "not-the-token" not in result.stderr + result.stdout
+
+
+@pytest.mark.skipif(not dns_says_no_such_host(), reason="no resolver to say the name is unknown")
+def test_run_against_a_host_that_does_not_exist_fails_at_once_with_one_clear_line(tmp_path):
+    env = _env(tmp_path, CLEVER_API_TOKEN="t", CLEVER_API_BASE_URL="https://api.clever.invalid/v3")
+    result = run_cli(env, "run")  # no retries: a wrong name does not mend itself
+    assert result.returncode == 1
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1
+    assert errors[0].startswith("error: the API host api.clever.invalid does not exist (")
+    assert errors[0].endswith("); check CLEVER_API_BASE_URL")
 
 
 def test_run_with_plain_http_to_a_remote_host_is_refused_before_any_request(tmp_path):

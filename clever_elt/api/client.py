@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import random
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -22,7 +23,12 @@ import orjson
 import requests
 import urllib3
 
-from clever_elt.api.errors import CleverAuthError, CleverError, CleverNotFoundError
+from clever_elt.api.errors import (
+    CleverAuthError,
+    CleverError,
+    CleverNotFoundError,
+    CleverUnknownHostError,
+)
 from clever_elt.api.paging import Prefetcher, submitted_ahead
 from clever_elt.envelope import PageDecodeError, next_page_uri
 from clever_elt.settings import check_base_url
@@ -249,6 +255,13 @@ class CleverClient:
             try:
                 status, headers, body = self._get(url)
             except _TRANSPORT_ERRORS as exc:
+                unknown = _unknown_host(exc)
+                if unknown is not None:
+                    host = urlsplit(url).hostname
+                    raise CleverUnknownHostError(
+                        f"the API host {host} does not exist ({unknown.strerror}); check "
+                        "CLEVER_API_BASE_URL"
+                    ) from exc
                 failure, reason, delay = exc, f"{type(exc).__name__}: {exc}", self._backoff(attempt)
             else:
                 failure = None
@@ -331,6 +344,23 @@ class CleverClient:
 
     def _redact(self, text: str) -> str:
         return text.replace(self._token, "<token>")
+
+
+def _unknown_host(exc: BaseException) -> socket.gaierror | None:
+    """The DNS answer "no such name" somewhere in a transport error's chain (requests wraps
+    urllib3's error, which wraps the resolver's), or None. A resolver that cannot answer now
+    (EAI_AGAIN) is a transient failure like any other."""
+    seen: set[int] = set()
+    pending: list[object] = [exc]
+    while pending:
+        error = pending.pop()
+        if not isinstance(error, BaseException) or id(error) in seen:
+            continue
+        seen.add(id(error))
+        if isinstance(error, socket.gaierror) and error.errno == socket.EAI_NONAME:
+            return error
+        pending += [error.__cause__, error.__context__, getattr(error, "reason", None), *error.args]
+    return None
 
 
 def _loads(body: bytes) -> Any:

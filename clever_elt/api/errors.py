@@ -13,3 +13,7 @@ class CleverAuthError(CleverError):
 
 class CleverNotFoundError(CleverError):
     """Clever answered 404: the id or endpoint does not exist (or, for an event, was purged)."""
+
+
+class CleverUnknownHostError(CleverError):
+    """The API's host name does not exist (DNS says so, not "try again"): a wrong base URL."""

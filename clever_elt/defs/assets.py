@@ -9,7 +9,12 @@ from collections.abc import Iterator
 import dagster as dg
 from dagster_duckdb import DuckDBResource
 
-from clever_elt.api import CleverAuthError, CleverError, CleverNotFoundError
+from clever_elt.api import (
+    CleverAuthError,
+    CleverError,
+    CleverNotFoundError,
+    CleverUnknownHostError,
+)
 from clever_elt.defs.metadata import (
     check_result,
     cursor_age_outcome,
@@ -61,7 +66,7 @@ def clever_events(
     try:
         with data_dir_lock(data_dir.root), clever.client(data_dir.root) as client:
             result = extract(client, data_dir.lake, progress=progress)
-    except (CleverAuthError, CleverNotFoundError):
+    except (CleverAuthError, CleverNotFoundError, CleverUnknownHostError):
         raise  # a refused token or a wrong URL does not mend itself
     except CleverError as exc:
         # The client already retried; the API may be back in a minute. Nothing half-done is lost:
