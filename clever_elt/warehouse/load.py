@@ -13,6 +13,8 @@ from pathlib import Path
 
 import duckdb
 import orjson
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from clever_elt.lake.layout import Lake
 from clever_elt.lake.snapshots import BaselineManifest, baseline_manifests
@@ -185,6 +187,10 @@ class LoadResult:
     new_baselines: int = 0
 
 
+class LakeFileError(RuntimeError):
+    """A lake file cannot be read; the message names it and says what to do."""
+
+
 def ensure_raw(con: duckdb.DuckDBPyConnection) -> None:
     """Create the raw schema and tables if missing (idempotent)."""
     con.execute(_DDL)
@@ -215,21 +221,25 @@ def load(con: duckdb.DuckDBPyConnection, lake: Lake) -> LoadResult:
     ]
     loaded_at = datetime.now(UTC)
     root = str(lake.root)
-    with transaction(con):
-        new_events = duplicates = new_snapshot_rows = 0
-        if event_files:
-            files = [str(p) for p in event_files]
-            params = {"files": files, "root": root, "loaded_at": loaded_at}
-            new_events = _count(con.execute(_INSERT_EVENTS_SQL, params))
-            duplicates = _rows_in(con, files) - new_events
-            _record_files(con, lake, event_files, "events", loaded_at)
-        if snapshot_files:
-            files = [str(p) for p in snapshot_files]
-            params = {"files": files, "root": root, "loaded_at": loaded_at}
-            new_snapshot_rows = _count(con.execute(_INSERT_SNAPSHOTS_SQL, params))
-            _record_files(con, lake, snapshot_files, "snapshots", loaded_at)
-        for manifest in manifests:
-            _insert_manifest(con, manifest, loaded_at)
+    try:
+        with transaction(con):
+            new_events = duplicates = new_snapshot_rows = 0
+            if event_files:
+                files = [str(p) for p in event_files]
+                params = {"files": files, "root": root, "loaded_at": loaded_at}
+                new_events = _count(con.execute(_INSERT_EVENTS_SQL, params))
+                duplicates = _rows_in(con, files) - new_events
+                _record_files(con, lake, event_files, "events", loaded_at)
+            if snapshot_files:
+                files = [str(p) for p in snapshot_files]
+                params = {"files": files, "root": root, "loaded_at": loaded_at}
+                new_snapshot_rows = _count(con.execute(_INSERT_SNAPSHOTS_SQL, params))
+                _record_files(con, lake, snapshot_files, "snapshots", loaded_at)
+            for manifest in manifests:
+                _insert_manifest(con, manifest, loaded_at)
+    except duckdb.Error as exc:
+        _raise_if_damaged(lake, [*event_files, *snapshot_files], exc)
+        raise
     result = LoadResult(
         new_files=len(event_files) + len(snapshot_files),
         new_events=new_events,
@@ -239,6 +249,21 @@ def load(con: duckdb.DuckDBPyConnection, lake: Lake) -> LoadResult:
     )
     log.info("loaded %s", result)
     return result
+
+
+def _raise_if_damaged(lake: Lake, files: list[Path], error: duckdb.Error) -> None:
+    """Raise LakeFileError naming the first of `files` whose Parquet footer cannot be read (the
+    cause of `error`, the load's failure, if there is one)."""
+    for path in files:
+        try:
+            pq.read_metadata(path)
+        except (OSError, pa.ArrowException) as damaged:
+            raise LakeFileError(
+                f"lake file {_relative(lake, path)} cannot be read ({damaged}); nothing was "
+                "loaded. clever-elt writes lake files whole, so it was changed afterwards: "
+                f"restore it from a backup, or move it out of {lake.root} to load the rest "
+                "without its rows"
+            ) from error
 
 
 def _count(result: duckdb.DuckDBPyConnection) -> int:
