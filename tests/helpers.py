@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import duckdb
+import orjson
 
 from clever_elt.simulator import Server
 
@@ -22,6 +23,19 @@ def dns_says_no_such_host() -> bool:
     except socket.gaierror as exc:
         return exc.errno == socket.EAI_NONAME
     return False
+
+
+def run_benchmark(module: str, *args: str) -> dict:
+    """`python -m benchmarks.<module> <args>` in the repository; the JSON report it prints."""
+    done = subprocess.run(
+        [sys.executable, "-m", f"benchmarks.{module}", *args],
+        cwd=Path(__file__).resolve().parents[1],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    )
+    return orjson.loads(done.stdout)
 
 
 def run_python(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:

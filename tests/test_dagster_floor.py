@@ -2,27 +2,13 @@
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-from pathlib import Path
-
 from clever_elt.defs.build import build_definitions
 from clever_elt.settings import Settings
-
-ROOT = Path(__file__).resolve().parents[1]
+from helpers import run_benchmark
 
 
 def test_dagster_floor_runs_a_stand_in_of_the_projects_job_shape():
-    done = subprocess.run(
-        [sys.executable, "-m", "benchmarks.dagster_floor", "--runs", "1"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=True,
-    )
-    report = json.loads(done.stdout)
+    report = run_benchmark("dagster_floor", "--runs", "1")
     graph = build_definitions(Settings()).resolve_asset_graph()
     assert report["shape"] == {
         "steps": len(graph.assets_defs),

@@ -2,25 +2,11 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-from pathlib import Path
-
-import orjson
-
-ROOT = Path(__file__).resolve().parents[1]
+from helpers import run_benchmark
 
 
 def test_extract_benchmark_reports_rates_ratio_and_memory():
-    done = subprocess.run(
-        [sys.executable, "-m", "benchmarks.extract_benchmark", "--events", "20000"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=True,
-    )
-    report = orjson.loads(done.stdout)
+    report = run_benchmark("extract_benchmark", "--events", "20000")
     assert report["events"] > 10_000
     assert report["extract_events_per_s"] > 0 and report["bare_download_events_per_s"] > 0
     expected = report["extract_events_per_s"] / report["bare_download_events_per_s"]
