@@ -1,7 +1,8 @@
 """Data checks over the warehouse: plain functions of a DuckDB connection returning `CheckOutcome`.
 
 Dagster wires them as asset checks (`checks_for(model)` says which apply to a model); they only
-read. Each counts problems and keeps a few examples, so a failure says what to look at. The checks
+read, and only the relation of the model they belong to (`check_state` relies on it). Each counts
+problems and keeps a few examples, so a failure says what to look at. The checks
 in `NARROWABLE` also take `ids`, a table of ids: they then read only those ids' rows (see
 `check_state`, which decides when that is enough).
 """
