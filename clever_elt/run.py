@@ -112,27 +112,25 @@ def summarize(result: dg.ExecuteInProcessResult) -> Summary:
         elif kind == "STEP_FAILURE" and summary.failure is None:
             summary.failure = _root_cause(event.event_specific_data.error)
         elif kind in ("RUN_FAILURE", "PIPELINE_FAILURE"):
-            summary.interrupted = _INTERRUPTED in _class_names(event.event_specific_data.error)
+            errors = _chain(event.event_specific_data.error)
+            summary.interrupted = any(getattr(e, "cls_name", None) == _INTERRUPTED for e in errors)
     return summary
 
 
-def _class_names(error: object) -> list[str]:
-    """The exception classes of an error chain (Dagster's serialized errors)."""
-    names = []
+def _chain(error: object) -> list[object]:
+    """A Dagster (serialized) error and the errors it was raised from, outermost first."""
+    chain = []
     while error is not None:
-        names.append(getattr(error, "cls_name", None))
+        chain.append(error)
         error = getattr(error, "cause", None)
-    return names
+    return chain
 
 
 def _root_cause(error: object) -> str:
     """What made a step fail, from its chain of exceptions: the innermost one clever-elt raised
     (its message is written for the user; what it wraps is library detail that the message
     already sums up), else the innermost of all."""
-    messages = []
-    while error is not None:
-        messages.append(str(getattr(error, "message", error)).strip())
-        error = getattr(error, "cause", None)
+    messages = [str(getattr(e, "message", e)).strip() for e in _chain(error)]
     ours = [m for m in messages if m.startswith("clever_elt.")]
     if ours:
         return ours[-1].split(": ", 1)[-1]  # without the class name
