@@ -38,11 +38,16 @@ def run_benchmark(module: str, *args: str) -> dict:
     return orjson.loads(done.stdout)
 
 
+def child_env(env: dict[str, str]) -> dict[str, str]:
+    """`env` over this environment, with a console wide enough that no line wraps."""
+    return {**os.environ, "COLUMNS": "400", **env}
+
+
 def run_python(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    """`python <args>` with `env` over this environment, wide enough that no line wraps."""
+    """`python <args>` with `child_env(env)`."""
     return subprocess.run(
         [sys.executable, *args],
-        env={**os.environ, "COLUMNS": "400", **env},
+        env=child_env(env),
         capture_output=True,
         text=True,
         timeout=600,

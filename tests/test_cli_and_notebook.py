@@ -17,7 +17,14 @@ from nbclient import NotebookClient
 
 from clever_elt.api import CleverError
 from clever_elt.run import EXIT_INTERRUPTED, summarize
-from helpers import dns_says_no_such_host, event_ids, run_cli, sync_env, table_rows
+from helpers import (
+    child_env,
+    dns_says_no_such_host,
+    event_ids,
+    run_cli,
+    sync_env,
+    table_rows,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOK = REPO / "notebooks" / "roster_analysis.ipynb"
@@ -136,7 +143,7 @@ def test_ctrl_c_ends_the_run_with_one_line_and_the_next_run_finishes_the_sync(si
     env = sync_env(tmp_path / "interrupted", sim_server)
     run = subprocess.Popen(
         [sys.executable, "-m", "clever_elt.cli", "run"],
-        env={**os.environ, "COLUMNS": "400", **env},
+        env=child_env(env),
         stderr=subprocess.PIPE,
         stdout=subprocess.DEVNULL,
         text=True,
