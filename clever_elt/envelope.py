@@ -24,6 +24,9 @@ _EMPTY_DATA = re.compile(rb"\s*\{\s*\"data\"\s*:\s*\[\s*\]")
 _LINKS_KEY = b'"links"'
 _TAIL_WINDOW = 8192
 _WHITESPACE = b" \t\r\n"
+# Clever's compact layout: `{"data":[{"data":…,"uri":"…"},…],"links":[…]}`, no whitespace.
+_COMPACT_ITEMS_START = b'{"data":[{"data":'
+_COMPACT_ITEMS_END = b'"}],'
 
 
 def next_page_uri(body: bytes) -> str | None:
@@ -32,8 +35,9 @@ def next_page_uri(body: bytes) -> str | None:
     Reads only the tail of a page in Clever's usual layout; any other layout is parsed whole.
     Raises PageDecodeError when the body is not a list page.
     """
-    links = _tail_links(body)
-    if links is None:
+    tail = _tail_links(body)
+    links = tail[1] if tail else None
+    if tail is None:
         try:
             page = orjson.loads(body)
         except orjson.JSONDecodeError as exc:
@@ -52,8 +56,28 @@ def next_page_uri(body: bytes) -> str | None:
     return uri if isinstance(uri, str) else None
 
 
-def _tail_links(body: bytes) -> list | None:
-    """The top-level `links` array when the body ends `, "links": [...] }` after a leading `data`.
+def compact_items_span(body: bytes) -> tuple[int, int] | None:
+    """`(start, end)` such that `body[start:end]` runs from the first item's `data` value to the
+    closing quote of the last item's `uri` value, when the page is in Clever's compact layout
+    and has at least one item; None for any other page.
+
+    Only the envelope is checked (its start, and the `links` array at its end); the items between
+    are not parsed.
+    """
+    if not body.startswith(_COMPACT_ITEMS_START):
+        return None
+    tail = _tail_links(body)
+    if tail is None:
+        return None
+    start, end = len(_COMPACT_ITEMS_START), tail[0] - len(_COMPACT_ITEMS_END)
+    if end <= start or body[end : tail[0]] != _COMPACT_ITEMS_END:
+        return None
+    return start, end + 1
+
+
+def _tail_links(body: bytes) -> tuple[int, list] | None:
+    """(where the `"links"` key starts, the top-level `links` array) when the body ends
+    `, "links": [...] }` after a leading `data`.
 
     In valid JSON, an array followed only by the closing brace is the root object's last value,
     so this cannot pick up a nested `links`. A body cut short can still look right here; the
@@ -71,7 +95,7 @@ def _tail_links(body: bytes) -> list | None:
         links = orjson.loads(rest[1:-1])
     except orjson.JSONDecodeError:
         return None
-    return links if isinstance(links, list) else None
+    return (start, links) if isinstance(links, list) else None
 
 
 def _previous_byte(body: bytes, index: int) -> int | None:

@@ -31,9 +31,7 @@ SNAPSHOT_SCHEMA = pa.schema(
 
 # Same approach as the events decoder: one parse per record for its id, the text kept as is.
 _DECODE_SQL = """
-with {page_values},
-
-fields as (
+with fields as (
     select json_extract_string(value, '$.id') as object_id, value, item_kept_whole
     from page_values
 ),
@@ -41,7 +39,6 @@ fields as (
 final as (
     select
         object_id,
-        value as raw,
         case
             when item_kept_whole then 'list item has no record object'
             when object_id is not null then null
@@ -68,11 +65,12 @@ class RecordPageDecoder:
     safe to call from several threads at once."""
 
     def __init__(self) -> None:
-        self._query = PageQuery(_DECODE_SQL)
+        self._query = PageQuery(_DECODE_SQL, id_column="object_id")
 
     def __call__(self, body: bytes) -> RecordPage:
         next_uri = next_page_uri(body)
-        return RecordPage(self._query(body).cast(SNAPSHOT_SCHEMA), next_uri)
+        table = self._query(body).select(SNAPSHOT_SCHEMA.names).cast(SNAPSHOT_SCHEMA)
+        return RecordPage(table, next_uri)
 
 
 def new_taken() -> str:
