@@ -19,10 +19,16 @@ EVENT = orjson.loads((EXAMPLES / "users.created.v3.0.teacher.json").read_bytes()
 LINKS = b'[{"rel":"next","uri":"/v3.1/events?starting_after=x"}]'
 
 
-def compact_page(texts: list[bytes], uris: list[str]) -> bytes:
+def uris(items: list[dict], path: str = "/v3.1/events/") -> list[str]:
+    return [path + item["id"] for item in items]
+
+
+def compact_page(texts: list[bytes], item_uris: list[str]) -> bytes:
     """A page in Clever's layout from item texts as they are, not re-serialized."""
-    items = [b'{"data":' + text + b',"uri":"' + uri.encode() + b'"}' for text, uri in zip(
-        texts, uris, strict=True)]  # fmt: skip
+    items = [
+        b'{"data":' + text + b',"uri":"' + uri.encode() + b'"}'
+        for text, uri in zip(texts, item_uris, strict=True)
+    ]
     return b'{"data":[' + b",".join(items) + b'],"links":' + LINKS + b"}"
 
 
@@ -31,9 +37,7 @@ def events(count: int) -> list[dict]:
 
 
 def event_page(items: list[dict]) -> bytes:
-    return compact_page(
-        [orjson.dumps(e) for e in items], [f"/v3.1/events/{e['id']}" for e in items]
-    )
+    return compact_page([orjson.dumps(e) for e in items], uris(items))
 
 
 def loose(body: bytes) -> bytes:
@@ -49,7 +53,7 @@ def test_a_compact_page_keeps_each_events_original_text():
     # Escapes and number spellings a parse would rewrite: only a cut keeps them.
     texts = [orjson.dumps(e).replace(b'"Robin"', rb'"Rob\u00efn \/ 1.50"') for e in events(3)]
     assert all(rb"\u00ef" in text for text in texts)
-    body = compact_page(texts, [f"/v3.1/events/{e['id']}" for e in events(3)])
+    body = compact_page(texts, uris(events(3)))
     page = EventPageDecoder()(body)
     assert [raw.encode() for raw in page.table["raw"].to_pylist()] == texts
     assert page.table["event_id"].to_pylist() == [e["id"] for e in events(3)]
@@ -65,45 +69,43 @@ def test_cut_and_parsed_pages_decode_alike(body):
     assert cut.next_uri == parsed.next_uri
 
 
-def _nested_separator() -> bytes:
-    # `"},{"data":` inside an event: an array of objects, the second with a `data` key.
-    event = {
-        **EVENT,
-        "data": {"object": {**EVENT["data"]["object"], "ext": [{"a": "b"}, {"data": 1}]}},
-    }
+def separator_inside_an_event() -> bytes:
+    # `},{"data":` inside an event: an array of objects, the second with a `data` key.
+    ext = [{"a": "b"}, {"data": 1}]
+    event = {**EVENT, "data": {"object": {**EVENT["data"]["object"], "ext": ext}}}
     return event_page([*events(2), event, *events(1)])
 
 
+def uris_of_other_ids() -> bytes:
+    return compact_page([orjson.dumps(e) for e in events(3)], uris(events(3))[::-1])
+
+
+def uris_of_two_paths() -> bytes:
+    two = events(2)
+    return compact_page([orjson.dumps(e) for e in two], uris(two[:1]) + uris(two[1:], "/v3/x/"))
+
+
+def a_key_after_the_uri() -> bytes:
+    items = [{"data": e, "uri": f"/v3.1/events/{e['id']}", "x": {"data": 1}} for e in events(2)]
+    return orjson.dumps({"data": items, "links": []})
+
+
+def uri_first() -> bytes:
+    return orjson.dumps({"data": [{"uri": "/v3.1/events/x", "data": EVENT}], "links": []})
+
+
 @pytest.mark.parametrize(
-    "body",
+    "make",
     [
-        pytest.param(_nested_separator(), id="separator inside an event"),
-        pytest.param(
-            compact_page(
-                [orjson.dumps(e) for e in events(3)],
-                [f"/v3.1/events/{e['id']}" for e in reversed(events(3))],
-            ),
-            id="uri ids not the events' ids",
-        ),
-        pytest.param(
-            compact_page(
-                [orjson.dumps(e) for e in events(2)],
-                [f"/v3.1/events/{events(2)[0]['id']}", f"/v3.0/events/{events(2)[1]['id']}"],
-            ),
-            id="uris of two paths",
-        ),
-        pytest.param(
-            b'{"data":[' + b",".join(
-                b'{"data":' + orjson.dumps(e) + b',"uri":"/v3.1/events/' + e["id"].encode()
-                + b'","extra":{"data":1,"uri":"/v3.1/events/' + e["id"].encode() + b'"}}'
-                for e in events(2)
-            ) + b'],"links":[]}',
-            id="a key after the uri",
-        ),
-        pytest.param(orjson.dumps({"data": [{"uri": "/v3.1/events/x", "data": EVENT}], "links": []}), id="uri first"),
+        separator_inside_an_event,
+        uris_of_other_ids,
+        uris_of_two_paths,
+        a_key_after_the_uri,
+        uri_first,
     ],
-)  # fmt: skip
-def test_a_page_that_cannot_be_cut_safely_is_parsed(body):
+)
+def test_a_page_that_cannot_be_cut_safely_is_parsed(make):
+    body = make()
     items = orjson.loads(body)["data"]
     page = EventPageDecoder()(body)
     assert [orjson.loads(raw) for raw in page.table["raw"].to_pylist()] == [
@@ -125,7 +127,7 @@ def test_a_compact_page_with_a_damaged_event_is_a_decode_error(damage):
     texts = [orjson.dumps(e) for e in events(3)]
     texts[1] = texts[1].replace(*damage, 1)
     assert texts[1] != orjson.dumps(events(3)[1])
-    body = compact_page(texts, [f"/v3.1/events/{e['id']}" for e in events(3)])
+    body = compact_page(texts, uris(events(3)))
     with pytest.raises(PageDecodeError):
         EventPageDecoder()(body)
 
