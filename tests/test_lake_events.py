@@ -175,6 +175,20 @@ def test_a_page_spanning_two_dates_is_written_as_two_files_in_id_order(tmp_path)
     assert lake.event_files("d1") == files
 
 
+def test_a_page_out_of_id_order_still_gets_one_file_per_date_oldest_first(tmp_path):
+    lake = Lake(tmp_path)
+    event = orjson.loads((EXAMPLES / "users.created.v3.0.student.json").read_bytes())["data"]
+    ids = ["640f5000d306111b2385f3e9", "640df950d306111b2385f3e8", "640f6000d306111b2385f3ea"]
+    items = [{"data": {**event, "id": event_id}} for event_id in ids]
+    files = write_events(lake, "d1", EventPageDecoder()(page_of(items)))
+
+    assert [f.name for f in files] == [
+        f"part-{ids[1]}-{ids[1]}.parquet",
+        f"part-{ids[0]}-{ids[2]}.parquet",
+    ]
+    assert [row["event_id"] for row in read_lake(lake)] == sorted(ids)
+
+
 def test_cursor_ignores_unfinished_writes_and_unidentified_files(tmp_path):
     lake = Lake(tmp_path)
     event = orjson.loads((EXAMPLES / "users.created.v3.0.student.json").read_bytes())["data"]

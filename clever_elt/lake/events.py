@@ -7,11 +7,13 @@ the cursor and the warehouse need. Events that cannot be interpreted are kept an
 
 from __future__ import annotations
 
+import itertools
 import re
 import uuid
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pyarrow as pa
@@ -45,8 +47,8 @@ EVENT_SCHEMA = pa.schema(
     ]
 )
 
-# Dictionary-encoding `raw` (unique per event) only costs time before Parquet gives up on it.
-_DICTIONARY_COLUMNS = [name for name in EVENT_SCHEMA.names if name not in ("raw", "event_id")]
+# Dictionary-encoding columns of (nearly) unique values only costs time before Parquet gives up.
+_DICTIONARY_COLUMNS = ["type", "record_type", "action", "problem", "extracted_at"]
 
 _DECODED_SCHEMA = EVENT_SCHEMA.append(pa.field("event_date", pa.date32()))
 
@@ -185,18 +187,36 @@ def write_events(lake: Lake, district: str, page: EventPage) -> list[Path]:
     Files are written in id order, so a crash between two of them leaves a lake whose newest
     event id (the cursor) has everything older than it.
     """
-    table = page.table
-    dates = table["event_date"]
-    unique_dates = sorted(pc.unique(dates).to_pylist())
     written = []
-    for date in unique_dates:
-        part = table if len(unique_dates) == 1 else table.filter(pc.equal(dates, date))
-        part = part.drop_columns(["event_date"])
+    for day, part in _date_runs(page.table):
         # A file of only unidentifiable events gets a unique name that no cursor can mistake.
         first = pc.min(part["event_id"]).as_py() or "unidentified"
         last = pc.max(part["event_id"]).as_py() or uuid.uuid4().hex
-        final = lake.event_file(district, date.isoformat(), first, last)
+        final = lake.event_file(district, day.isoformat(), first, last)
         with atomic_path(final) as tmp:
             pq.write_table(part, tmp, compression="zstd", use_dictionary=_DICTIONARY_COLUMNS)
         written.append(final)
     return written
+
+
+def _date_runs(table: pa.Table) -> Iterator[tuple[date, pa.Table]]:
+    """`(event date, its events)` per date, oldest first, each in page order, without `event_date`.
+
+    Pages come in id order, hence in date order: each date is then a slice of the page (no copy).
+    """
+    if table.num_rows == 0:
+        return
+    steps = _steps(table["event_date"])
+    if pc.any(pc.less(steps, 0)).as_py():
+        table = table.take(pc.sort_indices(table, [("event_date", "ascending")]))  # stable
+        steps = _steps(table["event_date"])
+    starts = [0, *pc.indices_nonzero(steps).to_pylist(), table.num_rows]
+    dates = table["event_date"]
+    events = table.drop_columns(["event_date"])
+    for start, stop in itertools.pairwise(starts):
+        yield dates[start].as_py(), events.slice(start, stop - start)
+
+
+def _steps(dates: pa.ChunkedArray) -> pa.Array:
+    """Days from each date to the next (null first)."""
+    return pc.pairwise_diff(dates.cast(pa.int32()).combine_chunks())
