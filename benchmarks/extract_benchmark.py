@@ -80,6 +80,7 @@ def main() -> int:
         "ratio_extract_to_bare": round(extract_rate / bare_rate, 3),
         # CPU seconds hardly depend on what else the machine runs (2 cores: at most 2 per second).
         "extract_cpu_seconds": round(usage.ru_utime + usage.ru_stime, 2),
+        "events_pull_cpu_seconds_all_rounds": [round(run["pull_cpu_s"], 2) for run in extracts],
         "simulator_cpu_seconds_during_extract": round(extract["server_cpu_s"], 2),
         "peak_rss_mib": round(extract["peak_rss_bytes"] / 2**20, 1),
         "lake_mib": round(extract["bytes_written"] / 2**20, 1),
@@ -158,21 +159,23 @@ def _extract_child(base_url: str, data_dir: str, page_size: str) -> int:
     from clever_elt.extract import extract
     from clever_elt.lake.layout import Lake
 
-    baseline_done = [time.monotonic()]
+    baseline_done = [time.monotonic(), time.process_time()]
 
     def progress(pages: int, events: int) -> None:
         # Baseline pages come first and carry no events: the last of them ends the baseline.
         if not events:
-            baseline_done[0] = time.monotonic()
+            baseline_done[:] = [time.monotonic(), time.process_time()]
 
     with CleverClient(base_url, TOKEN, page_size=int(page_size)) as client:
         result = extract(client, Lake(Path(data_dir) / "lake"), progress=progress)
     pull_s = time.monotonic() - baseline_done[0]
+    pull_cpu_s = time.process_time() - baseline_done[1]
     report = {
         "events_written": result.events_written,
         "pages": result.pages,
         "duration_s": result.duration_s,
         "pull_s": pull_s,
+        "pull_cpu_s": pull_cpu_s,
         "bytes_written": result.bytes_written,
         "peak_rss_bytes": own_peak_rss_bytes(),
     }
