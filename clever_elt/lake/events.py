@@ -100,7 +100,6 @@ final as (
                 end
             when created is null then 'created is missing or not a timestamp'
         end as problem,
-        $extracted_at::timestamptz as extracted_at,
         -- The id's first 4 bytes are the event's Unix second: the partition date (in days since
         -- 1970, Arrow's date32), ascending with the id so files commit in id order.
         (('0x' || event_id[1:8])::BIGINT // 86400)::INTEGER as event_date
@@ -134,16 +133,17 @@ class EventPageDecoder:
     """Decodes event list pages; safe to call from several threads at once."""
 
     def __init__(self) -> None:
-        self._query = PageQuery(_DECODE_SQL, id_column="event_id")
         # A regex alternation: several times cheaper per row than list_contains on a list.
-        self._known_types = "|".join(re.escape(t) for t in spec.event_types())
+        known_types = "|".join(re.escape(t) for t in spec.event_types())
+        self._query = PageQuery(_DECODE_SQL, "event_id", params={"known_types": known_types})
 
     def __call__(self, body: bytes) -> EventPage:
         next_uri = next_page_uri(body)
         extracted_at = datetime.now(UTC)
-        table = self._query(body, known_types=self._known_types, extracted_at=extracted_at)
+        table = self._query(body)
         record_type, action = _type_parts(table["type"])
         table = table.append_column("record_type", record_type).append_column("action", action)
+        table = table.append_column("extracted_at", pa.repeat(extracted_at, table.num_rows))
         table = table.select(_DECODED_SCHEMA.names).cast(_DECODED_SCHEMA)
         if table["event_date"].null_count:
             table = _date_unidentified(table, extracted_at)
