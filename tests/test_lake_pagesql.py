@@ -143,3 +143,14 @@ def test_record_pages_are_cut_too():
         orjson.loads(raw) for raw in parsed.table["raw"].to_pylist()
     ]
     assert cut.table["problem"].null_count == 4
+
+
+def test_a_stray_invalid_utf8_byte_is_replaced_and_nothing_is_lost():
+    texts = [orjson.dumps(e) for e in events(3)]
+    texts[1] = texts[1].replace(b'"Robin"', b'"Rob\xffn"')
+    page = EventPageDecoder()(compact_page(texts, uris(events(3))))
+    assert page.table["event_id"].to_pylist() == [e["id"] for e in events(3)]
+    assert orjson.loads(page.table["raw"][1].as_py())["data"]["object"]["name"]["first"] == (
+        "Rob\ufffdn"
+    )
+    assert page.table["problem"].null_count == 3

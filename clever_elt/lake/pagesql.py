@@ -133,7 +133,7 @@ def _cut_items(body: bytes, text: pa.Array) -> tuple[pa.Table, pa.Array] | None:
     if span is None:
         return None
     start, end = span
-    items = pc.binary_slice(text.view(pa.binary()), start, end)
+    items = _bytes(text.buffers()[2], start, end)
     pieces = pc.split_pattern(items, _ITEM_SEPARATOR).flatten()
     # Each piece: the item's `data` value, then `,"uri":"<path>/<id>"`.
     last = pieces[-1].as_py()
@@ -154,9 +154,16 @@ def _cut_items(body: bytes, text: pa.Array) -> tuple[pa.Table, pa.Array] | None:
 
 
 def _text(body: bytes) -> tuple[pa.Array, bool]:
-    """The body as an Arrow string, and whether it is the body's bytes exactly."""
+    """The body as an Arrow string, and whether it is the body's bytes exactly (then it holds
+    them without a copy)."""
     try:
-        return pa.array([body], pa.binary()).cast(pa.string()), True
+        return _bytes(pa.py_buffer(body), 0, len(body)).cast(pa.string()), True
     except pa.ArrowInvalid:
         # JSON is UTF-8; a stray invalid byte is replaced rather than stopping the sync.
         return pa.array([body.decode("utf-8", errors="replace")], pa.string()), False
+
+
+def _bytes(data: pa.Buffer, start: int, end: int) -> pa.Array:
+    """`data[start:end]` as a binary array of one value, without a copy."""
+    offsets = pa.array([start, end], pa.int32()).buffers()[1]
+    return pa.Array.from_buffers(pa.binary(), 1, [None, offsets, data])
