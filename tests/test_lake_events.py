@@ -159,12 +159,17 @@ def test_a_json_body_that_is_not_a_page_is_a_decode_error():
             EventPageDecoder()(body)
 
 
+def write_page_of_ids(lake: Lake, ids: list[str]) -> list[Path]:
+    """Write one page of copies of a recorded event, with these ids (their times give the dates)."""
+    event = orjson.loads((EXAMPLES / "users.created.v3.0.student.json").read_bytes())["data"]
+    items = [{"data": {**event, "id": event_id}} for event_id in ids]
+    return write_events(lake, "d1", EventPageDecoder()(page_of(items)))
+
+
 def test_a_page_spanning_two_dates_is_written_as_two_files_in_id_order(tmp_path):
     lake = Lake(tmp_path)
-    event = orjson.loads((EXAMPLES / "users.created.v3.0.student.json").read_bytes())["data"]
     ids = ["640df950d306111b2385f3e8", "640f5000d306111b2385f3e9", "640f6000d306111b2385f3ea"]
-    items = [{"data": {**event, "id": event_id}} for event_id in ids]
-    files = write_events(lake, "d1", EventPageDecoder()(page_of(items)))
+    files = write_page_of_ids(lake, ids)
 
     assert [f.parent.name for f in files] == ["date=2023-03-12", "date=2023-03-13"]
     assert [f.name for f in files] == [
@@ -177,10 +182,8 @@ def test_a_page_spanning_two_dates_is_written_as_two_files_in_id_order(tmp_path)
 
 def test_a_page_out_of_id_order_still_gets_one_file_per_date_oldest_first(tmp_path):
     lake = Lake(tmp_path)
-    event = orjson.loads((EXAMPLES / "users.created.v3.0.student.json").read_bytes())["data"]
     ids = ["640f5000d306111b2385f3e9", "640df950d306111b2385f3e8", "640f6000d306111b2385f3ea"]
-    items = [{"data": {**event, "id": event_id}} for event_id in ids]
-    files = write_events(lake, "d1", EventPageDecoder()(page_of(items)))
+    files = write_page_of_ids(lake, ids)
 
     assert [f.name for f in files] == [
         f"part-{ids[1]}-{ids[1]}.parquet",
