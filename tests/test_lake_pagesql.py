@@ -61,12 +61,37 @@ def test_a_compact_page_keeps_each_events_original_text():
     assert page.next_uri == "/v3.1/events?starting_after=x"
 
 
-@pytest.mark.parametrize("body", [LIST_PAGE.read_bytes(), event_page(events(50))])
+def flagged_events() -> list[dict]:
+    """Events with ids the lake can use but flagged for something else."""
+    unknown_type, no_time, no_object_id, object_not_an_object = events(4)
+    return [
+        {**unknown_type, "type": "students.updated"},
+        {**no_time, "created": "yesterday"},
+        {**no_object_id, "data": {"object": {"name": "no id"}}},
+        {**object_not_an_object, "data": {"object": ["not", "an", "object"]}},
+    ]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [LIST_PAGE.read_bytes(), event_page(events(50)), event_page(flagged_events())],
+    ids=["recorded page", "50 events", "flagged events"],
+)
 def test_cut_and_parsed_pages_decode_alike(body):
     cut, parsed = EventPageDecoder()(body), EventPageDecoder()(loose(body))
     assert cut.table.num_rows == parsed.table.num_rows > 0
     assert without_extracted_at(cut.table).equals(without_extracted_at(parsed.table))
     assert cut.next_uri == parsed.next_uri
+
+
+def test_flagged_events_with_usable_ids_are_flagged_on_a_cut_page_too():
+    page = EventPageDecoder()(event_page(flagged_events()))
+    assert page.table["problem"].to_pylist() == [
+        "unknown event type",
+        "created is missing or not a timestamp",
+        "data.object has no id",
+        "data.object is not a JSON object",
+    ]
 
 
 def separator_inside_an_event() -> bytes:
