@@ -16,11 +16,15 @@ import yaml
 SPEC_FILE = "clever-events-v3.1.openapi.yaml"
 ACTIONS = ("created", "updated", "deleted")
 
+# libyaml's parser when PyYAML was built with it: the spec loads in ~11 ms instead of ~60 ms, once
+# per process (each Dagster step's, too).
+_SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
 
 @cache
 def load_spec() -> dict[str, Any]:
     text = resources.files("clever_elt").joinpath(SPEC_FILE).read_text(encoding="utf-8")
-    return yaml.safe_load(text)
+    return yaml.load(text, Loader=_SAFE_LOADER)
 
 
 def _schemas() -> dict[str, Any]:
