@@ -159,9 +159,12 @@ def _render(summary: Summary) -> None:
     for name, rows in sorted(summary.rows.items()):
         table.add_row(name, f"{rows:,}")
     console.print(table)
+    # A failed WARN check does not fail the run: counted apart, so `errors: 0` reads as a success.
+    errors = sum(severity == "ERROR" for _, severity, _ in summary.failed_checks)
+    warnings = len(summary.failed_checks) - errors
     console.print(
         f"new events: {summary.new_events:,}   checks passed: {summary.checks_passed}   "
-        f"checks failed: {len(summary.failed_checks)}"
+        f"warnings: {warnings}   errors: {errors}"
     )
     for check, severity, description in summary.failed_checks:
         console.print(
