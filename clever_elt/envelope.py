@@ -36,8 +36,11 @@ def next_page_uri(body: bytes) -> str | None:
     Raises PageDecodeError when the body is not a list page.
     """
     tail = _tail_links(body)
-    links = tail[1] if tail else None
-    if tail is None:
+    if tail is not None:
+        if _EMPTY_DATA.match(body):
+            return None
+        _, links = tail
+    else:
         try:
             page = orjson.loads(body)
         except orjson.JSONDecodeError as exc:
@@ -47,8 +50,6 @@ def next_page_uri(body: bytes) -> str | None:
         links = page.get("links") or []
         if not page["data"]:
             return None
-    elif _EMPTY_DATA.match(body):
-        return None
     if not isinstance(links, list):
         raise PageDecodeError("response `links` is not an array")
     nexts = [link for link in links if isinstance(link, dict) and link.get("rel") == "next"]
